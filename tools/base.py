@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from sandbox.base import Sandbox
+from tools.schema import model_schema
 
 
-class Permission(str, Enum):
+class Permission(StrEnum):
     READ = "read"
     WRITE = "write"
     EXECUTE = "execute"
@@ -29,6 +31,8 @@ class ToolError(Exception):
 class ToolContext:
     workspace: Path
     sandbox: Sandbox
+    # Receives a command's output as it arrives (for the UI); the model sees only the final result.
+    on_output: Callable[[str], None] | None = None
 
 
 @dataclass
@@ -36,6 +40,12 @@ class ToolResult:
     output: str  # text for the model
     is_error: bool = False
     data: dict[str, Any] = field(default_factory=dict)  # structured detail for the UI and the log
+
+
+class ToolArgs(BaseModel):
+    """Base for argument models: an unknown (say, misspelt) argument is an error, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 A = TypeVar("A", bound=BaseModel)
@@ -55,11 +65,13 @@ class Tool(ABC, Generic[A]):
         return self.permission is Permission.READ
 
     def schema(self) -> dict[str, Any]:
-        return self.Args.model_json_schema()
+        return model_schema(self.Args)
 
 
-async def call_tool(tools: dict[str, Tool[Any]], name: str, raw_arguments: str, ctx: ToolContext) -> ToolResult:
-    """Run one call as the model sent it. Never raises for the model's mistakes: they become errors it sees."""
+async def call_tool(
+    tools: dict[str, Tool[Any]], name: str, raw_arguments: str, ctx: ToolContext
+) -> ToolResult:
+    """Run one call as the model sent it. The model's mistakes never raise: they become errors it sees."""
     tool = tools.get(name)
     if tool is None:
         known = ", ".join(sorted(tools))
