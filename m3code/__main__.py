@@ -1,0 +1,3 @@
+from m3code.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""A tiny text utility package: the demo's example repository."""

@@ -1,0 +1,96 @@
+"""Views of the event stream for `m3code run`: human progress on stderr, or JSON lines on stdout."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, TextIO
+
+from m3code.providers.types import Retrying
+from m3code.session.events import (
+    AssistantMessage,
+    Compaction,
+    ErrorEvent,
+    SessionEnded,
+    SessionResumed,
+    SessionStarted,
+    ToolCallStarted,
+    ToolResultEvent,
+)
+
+
+def _one_line(text: str, width: int = 100) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def summarise_arguments(raw: str) -> str:
+    """The argument a person most wants to see for a call: the command, the path, the pattern."""
+    try:
+        args = json.loads(raw)
+    except ValueError:
+        return _one_line(raw, 80)
+    if not isinstance(args, dict):
+        return _one_line(raw, 80)
+    for key in ("command", "path", "pattern", "file_path"):
+        if isinstance(args.get(key), str):
+            return _one_line(args[key], 80)
+    return _one_line(raw, 80)
+
+
+class ProgressPrinter:
+    """Readable progress for a person watching a headless job."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.out = stream or sys.stderr
+        tty = self.out.isatty()
+        self.dim = "\033[2m" if tty else ""
+        self.red = "\033[31m" if tty else ""
+        self.green = "\033[32m" if tty else ""
+        self.reset = "\033[0m" if tty else ""
+
+    def _say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def __call__(self, event: Any) -> None:
+        d, r = self.dim, self.reset
+        if isinstance(event, SessionStarted):
+            self._say(f"{d}m3code session {event.session_id} · {event.model} via {event.base_url} · "
+                      f"{event.workspace}{r}")
+        elif isinstance(event, SessionResumed):
+            self._say(f"{d}resumed; {len(event.interrupted_calls)} interrupted call(s) reported to the model{r}")
+        elif isinstance(event, AssistantMessage):
+            if event.message.reasoning:
+                self._say(f"{d}thinking: {_one_line(event.message.reasoning, 160)}{r}")
+            if event.message.tool_calls and event.message.content.strip():
+                self._say(event.message.content.strip())
+        elif isinstance(event, ToolCallStarted):
+            self._say(f"→ {event.name} {d}{summarise_arguments(event.arguments)}{r}")
+        elif isinstance(event, ToolResultEvent):
+            mark = f"{self.red}✗{r}" if event.is_error else f"{self.green}✓{r}"
+            text = event.output.strip()
+            first = _one_line(text.splitlines()[0], 90) if text else ""
+            lines = text.count("\n") + 1
+            more = f" ({lines} lines)" if lines > 1 else ""
+            self._say(f"  {mark} {d}{first}{more}{r}")
+        elif isinstance(event, Retrying):
+            self._say(f"{d}  ↻ retry {event.attempt} in {event.delay:.1f}s: {event.reason}{r}")
+        elif isinstance(event, Compaction):
+            self._say(f"{d}… compacted the history ({event.tokens_before} tokens) into a summary{r}")
+        elif isinstance(event, ErrorEvent):
+            self._say(f"{self.red}error:{r} {event.message}")
+        elif isinstance(event, SessionEnded):
+            u = event.usage
+            cost = f" · ${u.cost_usd:.4f}" if u.cost_usd else ""
+            self._say(f"{d}{event.status} · {u.input_tokens} tokens in, {u.output_tokens} out{cost}{r}")
+
+
+class JsonlPrinter:
+    """Every event, live ones included, as one JSON object per line."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.out = stream or sys.stdout
+
+    def __call__(self, event: Any) -> None:
+        self.out.write(event.model_dump_json() + "\n")
+        self.out.flush()

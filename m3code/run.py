@@ -1,0 +1,187 @@
+"""`m3code run`: one headless job from a task file (or a resumed session) to a final answer."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from m3code import __version__
+from m3code.agent.context import build_system_prompt
+from m3code.agent.loop import INTERRUPTED_CALL, Agent, Budget, BudgetExhausted, Outcome
+from m3code.config import ConfigFileError, Settings, load_config
+from m3code.providers import make_provider
+from m3code.providers.base import ProviderSettings
+from m3code.providers.profiles import DEFAULT_ANTHROPIC_BASE_URL, DEFAULT_OPENAI_BASE_URL, profile_for
+from m3code.providers.types import Message, ProviderError, ToolCall
+from m3code.render import JsonlPrinter, ProgressPrinter
+from m3code.session.events import ErrorEvent, SessionEnded, SessionResumed, SessionStarted, UserMessage
+from m3code.session.log import SessionNotFound, find_session, new_session_id, read_events, sessions_dir
+from m3code.session.session import Session
+from m3code.session.state import SessionState, rebuild
+from sandbox import SandboxError
+from sandbox.local import make_sandbox
+from tools.base import ToolContext, ToolResult
+from tools.registry import default_tools
+
+EXIT_CODES = {"done": 0, "failed": 1, "budget": 3, "interrupted": 130}
+USAGE_ERROR = 2
+
+
+class UsageError(Exception):
+    """Bad input from the person running the job: exit 2 with this message."""
+
+
+@dataclass
+class RunRequest:
+    workspace: Path
+    task_file: Path | None = None
+    resume: str | None = None
+    output: Literal["text", "jsonl"] = "text"
+    flags: dict[str, Any] = field(default_factory=dict)
+    environ: dict[str, str] | None = None
+
+
+def read_task(path: Path) -> str:
+    if not path.exists():
+        raise UsageError(f"Task file {path} does not exist. Write the task in a markdown file and pass its path.")
+    if not path.is_file():
+        raise UsageError(f"Task file {path} is not a file.")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"Task file {path} is not UTF-8 text (byte {exc.start}). Save it as UTF-8.") from exc
+    if not text.strip():
+        raise UsageError(f"Task file {path} is empty. Describe the task in it.")
+    return text.strip()
+
+
+def provider_settings(s: Settings) -> ProviderSettings:
+    default_url = DEFAULT_ANTHROPIC_BASE_URL if s.api_format == "anthropic" else DEFAULT_OPENAI_BASE_URL
+    base_url = s.base_url or default_url
+    key = s.api_key.get_secret_value() if s.api_key else None
+    if key is None and base_url in (DEFAULT_OPENAI_BASE_URL, DEFAULT_ANTHROPIC_BASE_URL):
+        raise UsageError(
+            f"No API key for {base_url}. Set MINIMAX_API_KEY (or M3CODE_API_KEY), or point m3code at another "
+            "OpenAI-compatible server with --base-url (e.g. a local `m3code serve`, vLLM or SGLang)."
+        )
+    return ProviderSettings(base_url=base_url, api_key=key, model=s.model, api_format=s.api_format,
+                            thinking=s.thinking, stream=s.stream, timeout=s.request_timeout,
+                            max_retries=s.max_retries)
+
+
+def load_resumable(workspace: Path, session_id: str) -> tuple[Path, SessionState]:
+    try:
+        folder = find_session(workspace, session_id)
+    except SessionNotFound as exc:
+        raise UsageError(str(exc)) from exc
+    return folder, rebuild(list(read_events(folder)))
+
+
+async def execute(req: RunRequest) -> tuple[int, str]:
+    """Run the job; returns (exit code, final answer). Raises UsageError for bad input."""
+    workspace = req.workspace.resolve()
+    if not workspace.is_dir():
+        raise UsageError(f"Workspace {workspace} is not a directory.")
+    try:
+        settings = load_config(workspace, req.flags, req.environ).settings
+    except ConfigFileError as exc:
+        raise UsageError(str(exc)) from exc
+
+    state: SessionState | None = None
+    if req.resume:
+        folder, state = load_resumable(workspace, req.resume)
+        session_id, task = folder.name, state.started.task
+        if state.ended is not None and state.ended.status == "done":
+            return 0, state.ended.final_answer
+    else:
+        assert req.task_file is not None
+        task = read_task(req.task_file)
+        session_id = new_session_id()
+        folder = sessions_dir(workspace) / session_id
+
+    pset = provider_settings(settings)
+    try:
+        sandbox = make_sandbox(settings.sandbox, workspace)
+    except SandboxError as exc:
+        raise UsageError(str(exc)) from exc
+
+    view = JsonlPrinter() if req.output == "jsonl" else ProgressPrinter()
+    session = Session(session_id, folder, [view])
+    provider = make_provider(pset)
+    profile = profile_for(settings.model)
+    system_prompt = state.started.system_prompt if state else build_system_prompt(workspace)
+    budget = Budget(max_turns=settings.max_turns, max_cost=settings.max_cost,
+                    deadline=time.monotonic() + settings.timeout if settings.timeout else None)
+    agent = Agent(provider, default_tools(), ToolContext(workspace=workspace, sandbox=sandbox), session,
+                  system_prompt, task, budget=budget,
+                  context_window=settings.context_window or profile.context_window,
+                  compact_at=settings.compact_at,
+                  turns_done=state.turns if state else 0, usage=state.usage if state else None)
+
+    pending: list[ToolCall] = []
+    if state is None:
+        session.emit(SessionStarted(session_id=session_id, task=task, workspace=str(workspace),
+                                    system_prompt=system_prompt, model=pset.model, base_url=pset.base_url,
+                                    api_format=pset.api_format, version=__version__))
+        session.emit(UserMessage(content=task), sync=True)
+        history = [Message(role="user", content=task)]
+    else:
+        history = list(state.messages)
+        interrupted = state.started_unfinished
+        session.emit(SessionResumed(interrupted_calls=[c.id for c in interrupted]), sync=True)
+        for call in interrupted:
+            history.append(agent.record_result(call, ToolResult(INTERRUPTED_CALL, is_error=True)))
+        pending = state.not_started
+
+    outcome = await _drive(agent, history, pending, session)
+    code = EXIT_CODES[outcome.status]
+    session.emit(SessionEnded(status=outcome.status, exit_code=code, final_answer=outcome.final_answer,
+                              reason=outcome.reason, usage=agent.usage), sync=True)
+    session.close()
+    await provider.aclose()
+    await sandbox.close()
+    if outcome.status != "done" and req.output == "text":
+        print(f"Session {session_id} stopped: {outcome.reason}. Continue it with "
+              f"`m3code run --resume {session_id}`.", file=sys.stderr)
+    return code, outcome.final_answer
+
+
+async def _drive(agent: Agent, history: list[Message], pending: list[ToolCall], session: Session) -> Outcome:
+    """Run the agent, turning budgets, model failures and Ctrl-C/SIGTERM into a recorded outcome."""
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    stopping: list[str] = []
+
+    def stop(name: str) -> None:
+        stopping.append(name)
+        if task is not None:
+            task.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop, sig.name)
+    try:
+        deadline = agent.budget.deadline
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        async with asyncio.timeout(remaining):
+            return await agent.run(history, pending)
+    except BudgetExhausted as exc:
+        return Outcome("budget", reason=str(exc))
+    except TimeoutError:
+        return Outcome("budget", reason="reached --timeout")
+    except ProviderError as exc:
+        session.emit(ErrorEvent(message=str(exc), fatal=True), sync=True)
+        return Outcome("failed", reason=str(exc))
+    except asyncio.CancelledError:
+        if not stopping:
+            raise
+        if task is not None:
+            task.uncancel()
+        return Outcome("interrupted", reason=f"stopped by {stopping[0]}")
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
