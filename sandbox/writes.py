@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import uuid
 from pathlib import Path
+
+from sandbox.base import Policy
+
+
+def check_writable(policy: Policy, workspace: Path, path: Path) -> None:
+    """Refuse a write the policy forbids; PermissionError (an OSError) reaches the model as a tool error."""
+    if policy == "read-only":
+        raise PermissionError(errno.EACCES, "The sandbox policy is read-only: no writes", str(path))
+    if policy == "workspace-write" and not path.resolve().is_relative_to(workspace):
+        raise PermissionError(
+            errno.EACCES, f"The sandbox policy only allows writes inside the workspace {workspace}", str(path),
+        )
 
 
 def atomic_write(path: Path, data: bytes) -> None:

@@ -139,15 +139,15 @@ class Agent:
         return results
 
     async def _run_one(self, call: ToolCall) -> Message:
-        self.session.emit(ToolCallStarted(call_id=call.id, name=call.name, arguments=call.arguments), sync=True)
+        # Flushed (so a killed process leaves it behind), not fsynced: the turn's results are synced together.
+        self.session.emit(ToolCallStarted(call_id=call.id, name=call.name, arguments=call.arguments))
         began = time.monotonic()
         result = await call_tool(self.tools, call.name, call.arguments, self.ctx)
         return self.record_result(call, result, time.monotonic() - began)
 
     def record_result(self, call: ToolCall, result: ToolResult, duration: float = 0.0) -> Message:
         self.session.emit(ToolResultEvent(call_id=call.id, name=call.name, output=result.output,
-                                          is_error=result.is_error, data=result.data, duration=duration),
-                          sync=True)
+                                          is_error=result.is_error, data=result.data, duration=duration))
         return Message(role="tool", tool_call_id=call.id, name=call.name, content=result.output,
                        is_error=result.is_error)
 
