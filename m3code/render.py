@@ -38,6 +38,24 @@ def summarise_arguments(raw: str) -> str:
     return _one_line(raw, 80)
 
 
+def result_summary(event: ToolResultEvent) -> str:
+    """One line for a tool result: what a person glancing at the progress wants to know."""
+    data = event.data
+    if data.get("timed_out"):
+        return _one_line(event.output, 90)
+    if "exit_code" in data:  # a command: its exit code and the last thing it printed
+        body = [line for line in event.output.strip().splitlines()[:-1] if line.strip()]
+        last = _one_line(body[-1], 80) if body else ""
+        return f"exit {data['exit_code']}" + (f" · {last}" if last else "")
+    if "total_lines" in data and not event.is_error:
+        return f"{data.get('path', '')}: lines {data.get('start_line', 1)}-{data.get('end_line', 0)} " \
+               f"of {data['total_lines']}"
+    text = event.output.strip()
+    first = _one_line(text.splitlines()[0], 90) if text else ""
+    lines = text.count("\n") + 1
+    return first + (f" ({lines} lines)" if lines > 1 else "")
+
+
 class ProgressPrinter:
     """Readable progress for a person watching a headless job."""
 
@@ -68,11 +86,7 @@ class ProgressPrinter:
             self._say(f"→ {event.name} {d}{summarise_arguments(event.arguments)}{r}")
         elif isinstance(event, ToolResultEvent):
             mark = f"{self.red}✗{r}" if event.is_error else f"{self.green}✓{r}"
-            text = event.output.strip()
-            first = _one_line(text.splitlines()[0], 90) if text else ""
-            lines = text.count("\n") + 1
-            more = f" ({lines} lines)" if lines > 1 else ""
-            self._say(f"  {mark} {d}{first}{more}{r}")
+            self._say(f"  {mark} {d}{result_summary(event)}{r}")
         elif isinstance(event, Retrying):
             self._say(f"{d}  ↻ retry {event.attempt} in {event.delay:.1f}s: {event.reason}{r}")
         elif isinstance(event, Compaction):
