@@ -24,6 +24,16 @@ app.add_typer(config_app, name="config")
 app.add_typer(sessions_app, name="sessions")
 
 Workspace = Annotated[Path, typer.Option("--workspace", "-w", help="The repository to work in.")]
+# --- GitHub / CI options, shared by `run` and `pr open` ---
+BaseBranch = Annotated[str | None, typer.Option("--base", help="Branch the pull request merges into "
+                                                               "(default: the repository's default branch).")]
+Draft = Annotated[bool, typer.Option("--draft", help="Open the pull request as a draft.")]
+RepoOption = Annotated[str | None, typer.Option("--repo", metavar="OWNER/NAME",
+                                                help="The GitHub repository (default: from the remote's URL).")]
+RemoteOption = Annotated[str, typer.Option("--remote", help="The git remote to push the branch to.")]
+ApiUrl = Annotated[str | None, typer.Option("--github-api-url", help="GitHub API base (default "
+                                            "https://api.github.com; Enterprise: https://HOST/api/v3).")]
+# --- end GitHub / CI options ---
 
 
 def _version(value: bool) -> None:
@@ -59,20 +69,43 @@ def run(
     max_cost: Annotated[float | None, typer.Option(help="Stop after spending this many USD.")] = None,
     timeout: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
     stream: Annotated[bool | None, typer.Option("--stream/--no-stream", help="Stream model output.")] = None,
+    solo: Annotated[bool | None, typer.Option("--solo/--team",
+                                              help="One agent, or the planner/producers/verifier team.")] = None,
+    parallel: Annotated[int | None, typer.Option(help="Team steps that may run at once.")] = None,
     output: Annotated[str, typer.Option(help="text (progress on stderr) | jsonl (events on stdout)")] = "text",
+    # --- GitHub / CI (m3code/github) ---
+    pr: Annotated[bool, typer.Option("--pr", help="When done, push the work as branch m3code/<slug> and open "
+                                                  "a pull request (token: GITHUB_TOKEN or GH_TOKEN).")] = False,
+    from_issue: Annotated[str | None, typer.Option("--from-issue", metavar="OWNER/NAME#N",
+                                                   help="Take the task from a GitHub issue and its comments.")] = None,
+    base: BaseBranch = None,
+    draft: Draft = False,
+    repo: RepoOption = None,
+    remote: RemoteOption = "origin",
+    github_api_url: ApiUrl = None,
+    # --- end GitHub / CI ---
 ) -> None:
     """Run a headless job: the agent works on TASK until done, then prints its answer on stdout."""
-    if (task is None) == (resume is None):
-        _fail("give a task file, or --resume SESSION_ID (not both).")
+    if sum(x is not None for x in (task, resume, from_issue)) != 1:
+        _fail("give a task file, --from-issue OWNER/NAME#N or --resume SESSION_ID (one of them).")
     if output not in ("text", "jsonl"):
         _fail(f"--output must be text or jsonl, not {output!r}.")
     flags = {"model": model, "base_url": base_url, "api_format": api_format, "thinking": thinking,
              "sandbox": sandbox, "max_turns": max_turns, "max_cost": max_cost, "timeout": timeout,
-             "stream": stream}
+             "stream": stream, "mode": None if solo is None else ("solo" if solo else "team"),
+             "parallel": parallel}
     from m3code.run import RunRequest
 
-    _run_job(RunRequest(workspace=workspace, task_file=task, resume=resume, output=output,  # type: ignore[arg-type]
-                        flags=flags))
+    request = RunRequest(workspace=workspace, task_file=task, resume=resume, output=output,  # type: ignore[arg-type]
+                         flags=flags)
+    # --- GitHub / CI (m3code/github) ---
+    if pr or from_issue:
+        request.hooks, request.task_text = _github_run_setup(workspace, pr, from_issue, resume, flags, base, draft,
+                                                             repo, remote, github_api_url)
+    elif base or draft or repo or remote != "origin" or github_api_url:
+        _fail("--base, --draft, --repo, --remote and --github-api-url go with --pr (or --from-issue).")
+    # --- end GitHub / CI ---
+    _run_job(request)
 
 
 def _run_job(request: Any) -> None:
@@ -105,6 +138,22 @@ def demo(
         _run_job(request)
     finally:
         server.stop()
+
+
+@app.command()
+def steer(session_id: str, text: str, workspace: Workspace = Path(".")) -> None:
+    """Send a requirement or correction to a running (or stopped) job; it takes it at its next step."""
+    from m3code.session.inbox import send
+    from m3code.session.log import SessionNotFound, find_session
+
+    try:
+        folder = find_session(workspace, session_id)
+    except SessionNotFound as exc:
+        _fail(str(exc))
+    if not text.strip():
+        _fail("the steering text is empty.")
+    send(folder, text.strip())
+    print(f"Sent to session {folder.name}; the job takes it at its next step boundary.")
 
 
 @config_app.command("show")
@@ -145,6 +194,51 @@ def sessions_show(session_id: str, workspace: Workspace = Path(".")) -> None:
         print(show_session(workspace, session_id))
     except SessionNotFound as exc:
         _fail(str(exc))
+
+
+# --- GitHub / CI: `run --pr`, `run --from-issue`, `m3code pr open` (the work lives in m3code/github) ---
+pr_app = typer.Typer(help="Pull requests of finished sessions.", no_args_is_help=True)
+app.add_typer(pr_app, name="pr")
+
+
+def _github_run_setup(workspace: Path, pr: bool, from_issue: str | None, resume: str | None,
+                      flags: dict[str, Any], base: str | None, draft: bool, repo: str | None, remote: str,
+                      github_api_url: str | None) -> tuple[Any, str | None]:
+    from m3code.github.errors import GitHubFeatureError
+    from m3code.github.publish import PrOptions
+    from m3code.github.setup import RunGitHubOptions, prepare_run
+
+    options = PrOptions(base=base, draft=draft, repo=repo, api_url=github_api_url, remote=remote)
+    try:
+        return prepare_run(workspace, RunGitHubOptions(pr=pr, from_issue=from_issue, pr_options=options,
+                                                       resume=resume, flags=flags))
+    except GitHubFeatureError as exc:
+        _fail(str(exc), exc.exit_code)
+        raise  # unreachable: _fail exits
+
+
+@pr_app.command("open")
+def pr_open(
+    session_id: Annotated[str | None, typer.Argument(help="The session (default: the newest).")] = None,
+    workspace: Workspace = Path("."),
+    base: BaseBranch = None,
+    draft: Draft = False,
+    repo: RepoOption = None,
+    remote: RemoteOption = "origin",
+    github_api_url: ApiUrl = None,
+) -> None:
+    """Push a finished session's work as branch m3code/<slug> and open (or update) its pull request."""
+    from m3code.github.commands import open_pr
+    from m3code.github.errors import GitHubFeatureError
+    from m3code.github.publish import PrOptions
+
+    options = PrOptions(base=base, draft=draft, repo=repo, api_url=github_api_url, remote=remote)
+    try:
+        code = open_pr(workspace, session_id, options)
+    except GitHubFeatureError as exc:
+        _fail(str(exc), exc.exit_code)
+    raise typer.Exit(code)
+# --- end GitHub / CI ---
 
 
 def main() -> None:

@@ -36,6 +36,8 @@ class Settings(BaseModel):
     request_timeout: float = Field(300.0, gt=0, description="Seconds one model request may stall.")
     max_retries: int = Field(5, ge=0, description="Retries of a failed model request.")
     sandbox: Literal["local"] = Field("local", description="Where commands run.")
+    mode: Literal["team", "solo"] = Field("team", description="A planner/producers/verifier team, or one agent.")
+    parallel: int = Field(2, ge=1, le=16, description="Team steps that may run at once.")
     max_turns: int = Field(200, ge=1, description="Most model turns in one job.")
     max_cost: float | None = Field(None, gt=0, description="Stop when the job has cost this many USD.")
     timeout: float | None = Field(None, gt=0, description="Wall-clock seconds for the whole job.")

@@ -31,7 +31,7 @@ def prepare_demo(target: Path | None, output: str) -> tuple[RunRequest, Scripted
     print(f"REPLAY: a scripted MiniMax-M3 transcript served on {server.url} drives the real harness "
           f"(tools, session log, output). No model is called.\nDemo repository: {target}\n",
           file=sys.stderr)
-    flags = {"base_url": server.openai_base_url, "model": "MiniMax-M3", "api_format": "openai",
+    flags = {"base_url": server.openai_base_url, "model": "MiniMax-M3", "api_format": "openai", "mode": "solo",
              "sandbox": "local"}
     return RunRequest(workspace=target, task_file=target / "TASK.md", output=output,  # type: ignore[arg-type]
                       flags=flags), server

@@ -6,9 +6,10 @@ import asyncio
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from m3code import __version__
 from m3code.agent.context import build_system_prompt
@@ -17,15 +18,20 @@ from m3code.config import ConfigFileError, Settings, load_config
 from m3code.providers import make_provider
 from m3code.providers.base import ProviderSettings
 from m3code.providers.profiles import DEFAULT_ANTHROPIC_BASE_URL, DEFAULT_OPENAI_BASE_URL, profile_for
-from m3code.providers.types import Message, ProviderError, ToolCall
+from m3code.providers.types import Message, ProviderError
 from m3code.render import JsonlPrinter, ProgressPrinter
 from m3code.session.events import ErrorEvent, SessionEnded, SessionResumed, SessionStarted, UserMessage
+from m3code.session.inbox import Inbox
 from m3code.session.log import SessionNotFound, find_session, new_session_id, read_events, sessions_dir
 from m3code.session.session import Session
 from m3code.session.state import SessionState, rebuild
+from m3code.team.gitwork import GitWorkError, JobRepo
+from m3code.team.resume import team_resume
+from m3code.team.runner import Team, TeamConfig, TeamError
 from sandbox import SandboxError
 from sandbox.local import make_sandbox
 from tools.base import ToolContext, ToolResult
+from tools.bench import BenchTool
 from tools.registry import default_tools
 
 EXIT_CODES = {"done": 0, "failed": 1, "budget": 3, "interrupted": 130}
@@ -36,6 +42,22 @@ class UsageError(Exception):
     """Bad input from the person running the job: exit 2 with this message."""
 
 
+# --- CI hooks: `run --pr` and `--from-issue` (m3code/github) hang their steps on a job through these ---
+class JobHooks(Protocol):
+    def open_session(self, session_id: str, folder: Path, listeners: list[Any], settings: Settings) -> Session:
+        """The job's session (one that masks secrets)."""
+        ...
+
+    def started(self, session: Session) -> None:
+        """After the session started or resumed, before any work."""
+        ...
+
+    def finished(self, session: Session, status: str, code: int) -> int:
+        """After session_ended is logged (e.g. push the work and open a PR); returns the exit code."""
+        ...
+# --- end CI hooks ---
+
+
 @dataclass
 class RunRequest:
     workspace: Path
@@ -44,6 +66,8 @@ class RunRequest:
     output: Literal["text", "jsonl"] = "text"
     flags: dict[str, Any] = field(default_factory=dict)
     environ: dict[str, str] | None = None
+    task_text: str | None = None  # the task itself instead of task_file (--from-issue)
+    hooks: JobHooks | None = None  # CI steps around the job (--pr, --from-issue)
 
 
 def read_task(path: Path) -> str:
@@ -99,60 +123,95 @@ async def execute(req: RunRequest) -> tuple[int, str]:
         if state.ended is not None and state.ended.status == "done":
             return 0, state.ended.final_answer
     else:
-        assert req.task_file is not None
-        task = read_task(req.task_file)
+        if req.task_text is not None:
+            task = req.task_text
+        else:
+            assert req.task_file is not None
+            task = read_task(req.task_file)
         session_id = new_session_id()
         folder = sessions_dir(workspace) / session_id
 
     pset = provider_settings(settings)
+    mode = state.started.mode if state else settings.mode
+    team_repo_error = _team_precheck(workspace) if mode == "team" else None
+    if team_repo_error:
+        raise UsageError(team_repo_error)
     try:
         sandbox = make_sandbox(settings.sandbox, workspace)
     except SandboxError as exc:
         raise UsageError(str(exc)) from exc
 
     view = JsonlPrinter() if req.output == "jsonl" else ProgressPrinter()
-    session = Session(session_id, folder, [view])
+    if req.hooks:
+        session = req.hooks.open_session(session_id, folder, [view], settings)
+    else:
+        session = Session(session_id, folder, [view])
     provider = make_provider(pset)
-    profile = profile_for(settings.model)
+    context_window = settings.context_window or profile_for(settings.model).context_window
     system_prompt = state.started.system_prompt if state else build_system_prompt(workspace)
     budget = Budget(max_turns=settings.max_turns, max_cost=settings.max_cost,
                     deadline=time.monotonic() + settings.timeout if settings.timeout else None)
-    agent = Agent(provider, default_tools(), ToolContext(workspace=workspace, sandbox=sandbox), session,
-                  system_prompt, task, budget=budget,
-                  context_window=settings.context_window or profile.context_window,
-                  compact_at=settings.compact_at,
-                  turns_done=state.turns if state else 0, usage=state.usage if state else None)
-
-    pending: list[ToolCall] = []
+    inbox = Inbox(folder, taken=state.steering_taken if state else 0)
     if state is None:
         session.emit(SessionStarted(session_id=session_id, task=task, workspace=str(workspace),
                                     system_prompt=system_prompt, model=pset.model, base_url=pset.base_url,
-                                    api_format=pset.api_format, version=__version__))
+                                    api_format=pset.api_format, version=__version__, mode=mode))
         session.emit(UserMessage(content=task), sync=True)
-        history = [Message(role="user", content=task)]
-    else:
-        history = list(state.messages)
-        interrupted = state.started_unfinished
-        session.emit(SessionResumed(interrupted_calls=[c.id for c in interrupted]), sync=True)
-        for call in interrupted:
-            history.append(agent.record_result(call, ToolResult(INTERRUPTED_CALL, is_error=True)))
-        pending = state.not_started
+    if req.hooks:
+        req.hooks.started(session)
 
-    outcome = await _drive(agent, history, pending, session)
+    work: Callable[[], Awaitable[Outcome]]
+    if mode == "team":
+        team = Team(provider, session, workspace, task, budget,
+                    TeamConfig(parallel=settings.parallel, sandbox=settings.sandbox, context_window=context_window,
+                               compact_at=settings.compact_at, step_turns=settings.max_turns),
+                    inbox, usage=state.usage if state else None)
+        resume = team_resume(list(read_events(folder))) if state else None
+        if state:
+            session.emit(SessionResumed(), sync=True)
+        work, usage = (lambda: team.run(resume)), (lambda: team.usage)
+    else:
+        tools = default_tools()
+        tools["bench"] = BenchTool(folder / "bench" / "ledger.jsonl")
+        agent = Agent(provider, tools, ToolContext(workspace=workspace, sandbox=sandbox), session,
+                      system_prompt, task, budget=budget, context_window=context_window,
+                      compact_at=settings.compact_at, turns_done=state.turns if state else 0,
+                      usage=state.usage if state else None, inbox=inbox)
+        history, pending = [Message(role="user", content=task)], []
+        if state is not None:
+            history = list(state.messages)
+            interrupted = state.started_unfinished
+            session.emit(SessionResumed(interrupted_calls=[c.id for c in interrupted]), sync=True)
+            for call in interrupted:
+                history.append(agent.record_result(call, ToolResult(INTERRUPTED_CALL, is_error=True)))
+            pending = state.not_started
+        work, usage = (lambda: agent.run(history, pending)), (lambda: agent.usage)
+
+    outcome = await _drive(work, budget, session)
     code = EXIT_CODES[outcome.status]
     session.emit(SessionEnded(status=outcome.status, exit_code=code, final_answer=outcome.final_answer,
-                              reason=outcome.reason, usage=agent.usage), sync=True)
+                              reason=outcome.reason, usage=usage()), sync=True)
+    if req.hooks:
+        code = await asyncio.to_thread(req.hooks.finished, session, outcome.status, code)
     session.close()
     await provider.aclose()
     await sandbox.close()
     if outcome.status != "done" and req.output == "text":
-        print(f"Session {session_id} stopped: {outcome.reason}. Continue it with "
+        print(f"Session {session_id} stopped: {outcome.reason.rstrip('.')}. Continue it with "
               f"`m3code run --resume {session_id}`.", file=sys.stderr)
     return code, outcome.final_answer
 
 
-async def _drive(agent: Agent, history: list[Message], pending: list[ToolCall], session: Session) -> Outcome:
-    """Run the agent, turning budgets, model failures and Ctrl-C/SIGTERM into a recorded outcome."""
+def _team_precheck(workspace: Path) -> str | None:
+    try:
+        JobRepo(workspace, "check")
+    except GitWorkError as exc:
+        return str(exc)
+    return None
+
+
+async def _drive(work: Callable[[], Awaitable[Outcome]], budget: Budget, session: Session) -> Outcome:
+    """Run the job, turning budgets, model failures and Ctrl-C/SIGTERM into a recorded outcome."""
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     stopping: list[str] = []
@@ -165,15 +224,14 @@ async def _drive(agent: Agent, history: list[Message], pending: list[ToolCall], 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop, sig.name)
     try:
-        deadline = agent.budget.deadline
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        remaining = None if budget.deadline is None else max(0.0, budget.deadline - time.monotonic())
         async with asyncio.timeout(remaining):
-            return await agent.run(history, pending)
+            return await work()
     except BudgetExhausted as exc:
         return Outcome("budget", reason=str(exc))
     except TimeoutError:
         return Outcome("budget", reason="reached --timeout")
-    except ProviderError as exc:
+    except (ProviderError, TeamError, GitWorkError) as exc:
         session.emit(ErrorEvent(message=str(exc), fatal=True), sync=True)
         return Outcome("failed", reason=str(exc))
     except asyncio.CancelledError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -23,10 +24,12 @@ from m3code.providers.types import Message, ToolCall, ToolSpec, Usage
 from m3code.session.events import (
     AssistantMessage,
     Compaction,
+    SteeringEvent,
     ToolCallStarted,
     ToolResultEvent,
 )
 from m3code.session.session import Session
+from m3code.session.state import steering_message
 from tools.base import Tool, ToolContext, ToolResult, call_tool
 
 Status = Literal["done", "failed", "budget", "interrupted"]
@@ -70,6 +73,8 @@ class Agent:
         compact_at: float = 0.8,
         turns_done: int = 0,
         usage: Usage | None = None,
+        name: str = "main",
+        inbox: Callable[[], list[str]] | None = None,
     ) -> None:
         self.provider = provider
         self.tools = tools
@@ -82,6 +87,9 @@ class Agent:
         self.compact_at = compact_at
         self.turns = turns_done
         self.usage = usage or Usage()
+        self.name = name
+        # New words from the person (steering), taken between turns.
+        self.inbox = inbox
         self.specs = [ToolSpec(name=t.name, description=t.description, parameters=t.schema())
                       for t in tools.values()]
 
@@ -96,13 +104,16 @@ class Agent:
             history.extend(await self.run_tool_calls(pending))
         while True:
             self._check_budget()
+            for text in self.inbox() if self.inbox else []:
+                self.session.emit(SteeringEvent(text=text, agent=self.name), sync=True)
+                history.append(steering_message(text))
             history = await self._maybe_compact(history)
             completion = await self.provider.complete([self.system, *history], self.specs,
                                                       on_event=self.session.emit)
             self.turns += 1
             self.usage = self.usage + completion.usage
             message = completion.message
-            self.session.emit(AssistantMessage(message=message, usage=completion.usage,
+            self.session.emit(AssistantMessage(message=message, usage=completion.usage, agent=self.name,
                                                stop_reason=completion.stop_reason), sync=True)
             history.append(message)
             if not message.tool_calls:
@@ -140,14 +151,16 @@ class Agent:
 
     async def _run_one(self, call: ToolCall) -> Message:
         # Flushed (so a killed process leaves it behind), not fsynced: the turn's results are synced together.
-        self.session.emit(ToolCallStarted(call_id=call.id, name=call.name, arguments=call.arguments))
+        self.session.emit(ToolCallStarted(call_id=call.id, name=call.name, arguments=call.arguments,
+                                          agent=self.name))
         began = time.monotonic()
         result = await call_tool(self.tools, call.name, call.arguments, self.ctx)
         return self.record_result(call, result, time.monotonic() - began)
 
     def record_result(self, call: ToolCall, result: ToolResult, duration: float = 0.0) -> Message:
         self.session.emit(ToolResultEvent(call_id=call.id, name=call.name, output=result.output,
-                                          is_error=result.is_error, data=result.data, duration=duration))
+                                          is_error=result.is_error, data=result.data, duration=duration,
+                                          agent=self.name))
         return Message(role="tool", tool_call_id=call.id, name=call.name, content=result.output,
                        is_error=result.is_error)
 
@@ -171,5 +184,5 @@ class Agent:
         merged = Message(role="user", content=f"{self.task}\n\n## Summary of the work so far\n\n{summary}")
         new_history = [merged, *recent]
         self.session.emit(Compaction(summary=summary, messages=new_history, tokens_before=size,
-                                     usage=completion.usage), sync=True)
+                                     usage=completion.usage, agent=self.name), sync=True)
         return new_history

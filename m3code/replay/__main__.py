@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     server = ScriptedModelServer(script, api_key=args.api_key, port=args.port)
     server.start()
-    print(f"Serving {len(script.turns)} scripted turns", flush=True)
+    print(f"Serving {script.total_turns()} scripted turns", flush=True)
     print(f"OpenAI base URL:    {server.openai_base_url}", flush=True)
     print(f"Anthropic base URL: {server.anthropic_base_url}", flush=True)
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from m3code.replay import anthropic_wire, openai_wire
-from m3code.replay.script import Fault, Script, Turn
+from m3code.replay.script import AGENT_MARKER, Fault, Script, Turn
 
 AsgiMessage = dict[str, Any]
 Receive = Callable[[], Awaitable[AsgiMessage]]
@@ -72,9 +72,10 @@ class ReplayState:
     def __init__(self, script: Script) -> None:
         self.script = script
         self._lock = threading.Lock()
-        self._turn_by_key: dict[str, int] = {}
-        self._attempts = [0] * len(script.turns)
-        self._next = 0
+        self._lanes = script.lanes()
+        self._turn_by_key: dict[str, tuple[str, int]] = {}
+        self._attempts: dict[tuple[str, int], int] = {}
+        self._next = dict.fromkeys(self._lanes, 0)
         self._requests: list[dict[str, Any]] = []
 
     def record(self, entry: dict[str, Any]) -> None:
@@ -88,20 +89,32 @@ class ReplayState:
     @property
     def served(self) -> int:
         with self._lock:
-            return self._next
+            return sum(self._next.values())
 
-    def select(self, key: str) -> tuple[int, int] | None:
-        """(turn index, attempt number from 0) for this conversation, or None when the script is spent."""
+    def lane_of(self, body: dict[str, Any]) -> str:
+        """The agent lane a request belongs to, from the marker in its system prompt ("" if none)."""
+        system = body.get("system")
+        messages = body.get("messages") or [{}]
+        if system is None and isinstance(messages[0], dict) and messages[0].get("role") == "system":
+            system = messages[0].get("content")
+        if isinstance(system, list):  # Anthropic blocks, or OpenAI content parts
+            system = " ".join(str(block.get("text", "")) for block in system if isinstance(block, dict))
+        found = AGENT_MARKER.search(system if isinstance(system, str) else "")
+        return found.group(1) if found and found.group(1) in self._lanes else ""
+
+    def select(self, key: str, lane: str = "") -> tuple[Turn, int, int] | None:
+        """(turn, its index in the lane, attempt number from 0) for this conversation, or None when the
+        lane is spent."""
         with self._lock:
-            index = self._turn_by_key.get(key)
-            if index is None:
-                if self._next >= len(self.script.turns):
+            picked = self._turn_by_key.get(key)
+            if picked is None:
+                if self._next[lane] >= len(self._lanes[lane]):
                     return None
-                index = self._turn_by_key[key] = self._next
-                self._next += 1
-            attempt = self._attempts[index]
-            self._attempts[index] += 1
-            return index, attempt
+                picked = self._turn_by_key[key] = (lane, self._next[lane])
+                self._next[lane] += 1
+            attempt = self._attempts.get(picked, 0)
+            self._attempts[picked] = attempt + 1
+            return self._lanes[picked[0]][picked[1]], picked[1], attempt
 
 
 class ReplayApp:
@@ -136,7 +149,7 @@ class ReplayApp:
     async def _handle(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         path, method = scope["path"], scope["method"]
         if path == "/health":
-            turns = len(self.state.script.turns)
+            turns = self.state.script.total_turns()
             await _send_json(send, 200, {"status": "ok", "turns": turns, "served": self.state.served})
             return
         fmt = ROUTES.get(path)
@@ -170,14 +183,15 @@ class ReplayApp:
                 fmt.error_body("request body must be JSON with `messages`", "invalid_request_error"),
             )
             return
-        picked = self.state.select(conversation_key(body))
+        lane = self.state.lane_of(body)
+        picked = self.state.select(conversation_key(body), lane)
         if picked is None:
-            message = f"script exhausted after {len(self.state.script.turns)} turns"
+            who = f" of agent {lane}" if lane else ""
+            message = f"script exhausted after {len(self.state.script.lanes()[lane])} turns{who}"
             await _send_json(send, 500, fmt.error_body(message, "script_exhausted"))
             return
-        index, attempt = picked
-        entry["turn"], entry["attempt"] = index, attempt
-        turn = self.state.script.turns[index]
+        turn, index, attempt = picked
+        entry["turn"], entry["attempt"], entry["agent"] = index, attempt, lane
         gone = asyncio.Event()
         watcher = asyncio.create_task(_watch_disconnect(receive, gone))
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +67,21 @@ class Turn(_Strict):
     event_delay: float = 0.0
 
 
+AGENT_MARKER = re.compile(r"m3code-agent: (\S+)")
+
+
 class Script(_Strict):
-    turns: list[Turn]
+    # The turns of the one agent of a solo job, or of any agent without a lane of its own.
+    turns: list[Turn] = Field(default_factory=list)
+    # One lane of turns per agent of a team, keyed by the name its system prompt carries on a line
+    # `m3code-agent: NAME`: concurrent agents then each get their own answers in order.
+    agents: dict[str, list[Turn]] = Field(default_factory=dict)
+
+    def lanes(self) -> dict[str, list[Turn]]:
+        return {"": self.turns, **self.agents}
+
+    def total_turns(self) -> int:
+        return sum(len(turns) for turns in self.lanes().values())
 
     @classmethod
     def load(cls, path: str | Path) -> Script:

@@ -16,6 +16,9 @@ from m3code.providers.types import Message, ReasoningDelta, Retrying, TextDelta,
 
 class _Event(BaseModel):
     ts: float = Field(default_factory=time.time)
+    # Which agent of the session it concerns: "main" for a solo job; "planner", "producer/<step>",
+    # "verifier/<step>" or "team" in a team job.
+    agent: str = "main"
 
 
 class SessionStarted(_Event):
@@ -28,6 +31,7 @@ class SessionStarted(_Event):
     base_url: str
     api_format: str
     version: str
+    mode: Literal["solo", "team"] = "solo"
 
 
 class SessionResumed(_Event):
@@ -74,6 +78,55 @@ class Compaction(_Event):
     usage: Usage = Field(default_factory=Usage)
 
 
+class PlanStep(BaseModel):
+    id: str
+    title: str
+    goal: str
+    acceptance: list[str] = Field(default_factory=list)
+    depends_on: list[str] = Field(default_factory=list)
+
+
+class PlanEvent(_Event):
+    type: Literal["plan"] = "plan"
+    steps: list[PlanStep]
+    version: int = 1
+    reason: str = ""
+
+
+StepState = Literal["running", "verifying", "passed", "failed", "blocked"]
+
+
+class StepEvent(_Event):
+    """A step changed state; `commit` is the step's commit (produced, or accepted on the job branch)."""
+
+    type: Literal["step"] = "step"
+    step_id: str
+    state: StepState
+    attempt: int = 1
+    commit: str | None = None
+    detail: str = ""
+
+
+class VerdictEvent(_Event):
+    type: Literal["verdict"] = "verdict"
+    step_id: str  # "final" for the verification of the whole task
+    verdict: Literal["PASS", "FAIL", "PARTIAL"]
+    findings: str
+    attempt: int = 1
+
+
+class SteeringEvent(_Event):
+    """A person's requirement or correction, taken by the team at a step boundary."""
+
+    type: Literal["steering"] = "steering"
+    text: str
+
+
+class ReportEvent(_Event):
+    type: Literal["report"] = "report"
+    markdown: str
+
+
 class ErrorEvent(_Event):
     type: Literal["error"] = "error"
     message: str
@@ -89,9 +142,35 @@ class SessionEnded(_Event):
     usage: Usage = Field(default_factory=Usage)
 
 
+# --- GitHub / CI (m3code/github) ---
+class Checkpoint(_Event):
+    """A git commit holding the job's state: where it started (`start`), or work committed for it (`commit`)."""
+
+    type: Literal["checkpoint"] = "checkpoint"
+    kind: Literal["start", "commit"] = "commit"
+    commit: str
+    branch: str | None = None  # None: HEAD was detached
+    message: str = ""
+
+
+class PullRequestEvent(_Event):
+    """The job's branch was pushed and its pull request opened (or an open one updated)."""
+
+    type: Literal["pull_request"] = "pull_request"
+    action: Literal["created", "updated"]
+    repo: str
+    number: int
+    url: str
+    branch: str
+    base: str
+    draft: bool = False
+# --- end GitHub / CI ---
+
+
 PersistedEvent = Annotated[
     SessionStarted | SessionResumed | UserMessage | AssistantMessage | ToolCallStarted | ToolResultEvent
-    | Compaction | ErrorEvent | SessionEnded,
+    | Compaction | ErrorEvent | SessionEnded | PlanEvent | StepEvent | VerdictEvent | SteeringEvent | ReportEvent
+    | Checkpoint | PullRequestEvent,
     Field(discriminator="type"),
 ]
 # What views receive: everything persisted, plus the live deltas of a streaming turn.

@@ -93,9 +93,15 @@ class EventLog:
             self._fh.close()
 
 
+IGNORED = ["sessions/", "worktrees/", "bench/"]
+
+
 def _ignore_sessions_in_git(m3code_dir: Path) -> None:
-    """Keep session logs out of the user's commits (and the agent's `git add -A`)."""
+    """Keep session logs, team worktrees and bench ledgers out of the user's commits (and `git add -A`)."""
     ignore = m3code_dir / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("sessions/\n", encoding="utf-8")
+    have = ignore.read_text(encoding="utf-8").split() if ignore.exists() else []
+    missing = [entry for entry in IGNORED if entry not in have]
+    if missing:
+        with open(ignore, "a", encoding="utf-8") as fh:
+            fh.write("".join(f"{entry}\n" for entry in missing))
 

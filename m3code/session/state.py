@@ -11,10 +11,16 @@ from m3code.session.events import (
     Compaction,
     SessionEnded,
     SessionStarted,
+    SteeringEvent,
     ToolCallStarted,
     ToolResultEvent,
     UserMessage,
 )
+
+
+def steering_message(text: str) -> Message:
+    """How words a person sends while the agent works enter its conversation."""
+    return Message(role="user", content=f"[A message from the person while you work]\n{text}")
 
 
 @dataclass
@@ -23,6 +29,7 @@ class SessionState:
     messages: list[Message] = field(default_factory=list)  # the history after the system prompt
     usage: Usage = field(default_factory=Usage)
     turns: int = 0
+    steering_taken: int = 0
     ended: SessionEnded | None = None
     # Calls of the last assistant turn that have no result yet: started (maybe half done) or never begun.
     started_unfinished: list[ToolCall] = field(default_factory=list)
@@ -36,7 +43,13 @@ def rebuild(events: list[Any]) -> SessionState:
     pending: dict[str, ToolCall] = {}
     started: set[str] = set()
     for event in events[1:]:
-        if isinstance(event, UserMessage):
+        if isinstance(event, SteeringEvent):
+            state.steering_taken += 1
+        if event.agent != "main":
+            continue  # a team's agents are rebuilt step by step by the team, not as one conversation
+        if isinstance(event, SteeringEvent):
+            state.messages.append(steering_message(event.text))
+        elif isinstance(event, UserMessage):
             state.messages.append(Message(role="user", content=event.content))
         elif isinstance(event, AssistantMessage):
             state.messages.append(event.message)

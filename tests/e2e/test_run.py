@@ -26,7 +26,7 @@ FIX_SCRIPT = {
 
 def test_run_fixes_a_repository(demo_repo: Path, scripted_server) -> None:
     server = scripted_server(FIX_SCRIPT)
-    result = m3code("run", "TASK.md", "--base-url", server.openai_base_url, cwd=demo_repo)
+    result = m3code("run", "TASK.md", "--solo", "--base-url", server.openai_base_url, cwd=demo_repo)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "Fixed slugify: it now lower-cases the title. The tests pass."
     assert "title.lower()" in (demo_repo / "textkit" / "slug.py").read_text()
@@ -68,7 +68,7 @@ def test_sigkill_then_resume_runs_no_call_twice(demo_repo: Path, scripted_server
         {"content": "All steps recorded."},
     ]}
     server = scripted_server(script)
-    proc = popen_m3code("run", "TASK.md", "--base-url", server.openai_base_url, cwd=demo_repo)
+    proc = popen_m3code("run", "TASK.md", "--solo", "--solo", "--base-url", server.openai_base_url, cwd=demo_repo)
     deadline = time.monotonic() + 30
     while not (demo_repo / "started").exists():
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
@@ -105,7 +105,7 @@ def test_ctrl_c_saves_the_session_and_exits_130(demo_repo: Path, scripted_server
         {"content": "done"},
     ]}
     server = scripted_server(script)
-    proc = popen_m3code("run", "TASK.md", "--base-url", server.openai_base_url, cwd=demo_repo)
+    proc = popen_m3code("run", "TASK.md", "--solo", "--solo", "--base-url", server.openai_base_url, cwd=demo_repo)
     deadline = time.monotonic() + 30
     while not (demo_repo / "started").exists():
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
@@ -121,7 +121,8 @@ def test_ctrl_c_saves_the_session_and_exits_130(demo_repo: Path, scripted_server
 
 def test_jsonl_output_streams_events(demo_repo: Path, scripted_server) -> None:
     server = scripted_server({"turns": [{"content": "Nothing to change.", "reasoning": "Easy."}]})
-    result = m3code("run", "TASK.md", "--base-url", server.openai_base_url, "--output", "jsonl", cwd=demo_repo)
+    result = m3code("run", "TASK.md", "--solo", "--base-url", server.openai_base_url, "--output", "jsonl",
+                    cwd=demo_repo)
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     kinds = [line.get("type") or line.get("kind") for line in lines]
@@ -139,7 +140,7 @@ def test_model_mistakes_become_tool_errors_and_the_loop_goes_on(demo_repo: Path,
         {"content": "Recovered."},
     ]}
     server = scripted_server(script)
-    result = m3code("run", "TASK.md", "--base-url", server.openai_base_url, cwd=demo_repo)
+    result = m3code("run", "TASK.md", "--solo", "--base-url", server.openai_base_url, cwd=demo_repo)
     assert result.returncode == 0, result.stderr
     [session] = session_dirs(demo_repo)
     results = {e["call_id"]: e for e in events(session) if e["type"] == "tool_result"}
@@ -153,7 +154,7 @@ def test_model_mistakes_become_tool_errors_and_the_loop_goes_on(demo_repo: Path,
 def test_budget_exhausted_exits_3(demo_repo: Path, scripted_server) -> None:
     script = {"turns": [{"tool_calls": [call(f"b{i}", "glob", pattern="*.py")]} for i in range(5)]}
     server = scripted_server(script)
-    result = m3code("run", "TASK.md", "--base-url", server.openai_base_url, "--max-turns", "2", cwd=demo_repo)
+    result = m3code("run", "TASK.md", "--solo", "--base-url", server.openai_base_url, "--max-turns", "2", cwd=demo_repo)
     assert result.returncode == 3, result.stderr
     assert "max-turns 2" in result.stderr and "--resume" in result.stderr
     [session] = session_dirs(demo_repo)
@@ -163,7 +164,7 @@ def test_budget_exhausted_exits_3(demo_repo: Path, scripted_server) -> None:
 def test_endpoint_down_fails_with_the_session_saved(demo_repo: Path) -> None:
     (demo_repo / ".m3code").mkdir(exist_ok=True)
     (demo_repo / ".m3code" / "config.toml").write_text("max_retries = 1\n")
-    result = m3code("run", "TASK.md", "--base-url", "http://127.0.0.1:9/v1", cwd=demo_repo)
+    result = m3code("run", "TASK.md", "--solo", "--base-url", "http://127.0.0.1:9/v1", cwd=demo_repo)
     assert result.returncode == 1, result.stderr
     assert "127.0.0.1:9" in result.stderr
     [session] = session_dirs(demo_repo)
@@ -172,7 +173,7 @@ def test_endpoint_down_fails_with_the_session_saved(demo_repo: Path) -> None:
 
 
 def test_bad_input_exits_2_with_the_reason(demo_repo: Path) -> None:
-    no_key = m3code("run", "TASK.md", cwd=demo_repo)
+    no_key = m3code("run", "TASK.md", "--solo", cwd=demo_repo)
     assert no_key.returncode == 2
     assert "MINIMAX_API_KEY" in no_key.stderr and "--base-url" in no_key.stderr
 
@@ -185,7 +186,7 @@ def test_bad_input_exits_2_with_the_reason(demo_repo: Path) -> None:
     (demo_repo / "latin1.md").write_bytes("caf\xe9".encode("latin-1"))
     binary = m3code("run", "latin1.md", *url, cwd=demo_repo)
     assert binary.returncode == 2 and "not UTF-8" in binary.stderr
-    bad_flag = m3code("run", "TASK.md", *url, "--thinking", "sometimes", cwd=demo_repo)
+    bad_flag = m3code("run", "TASK.md", "--solo", *url, "--thinking", "sometimes", cwd=demo_repo)
     assert bad_flag.returncode == 2 and "thinking" in bad_flag.stderr
     neither = m3code("run", cwd=demo_repo)
     assert neither.returncode == 2 and "--resume" in neither.stderr

@@ -11,7 +11,7 @@ from tests.e2e.test_run import FIX_SCRIPT
 
 def test_anthropic_format_end_to_end(demo_repo: Path, scripted_server) -> None:
     server = scripted_server(FIX_SCRIPT)
-    result = m3code("run", "TASK.md", "--api-format", "anthropic", "--base-url", server.anthropic_base_url,
+    result = m3code("run", "TASK.md", "--solo", "--api-format", "anthropic", "--base-url", server.anthropic_base_url,
                     "--thinking", "enabled", cwd=demo_repo)
     assert result.returncode == 0, result.stderr
     assert "title.lower()" in (demo_repo / "textkit" / "slug.py").read_text()
@@ -31,7 +31,7 @@ def test_cut_stream_never_half_applies_a_tool_call(demo_repo: Path, scripted_ser
         {"content": "Done."},
     ]}
     server = scripted_server(script)
-    result = m3code("run", "TASK.md", "--base-url", server.openai_base_url, cwd=demo_repo)
+    result = m3code("run", "TASK.md", "--solo", "--base-url", server.openai_base_url, cwd=demo_repo)
     assert result.returncode == 0, result.stderr
     assert "retry" in result.stderr
     assert (demo_repo / "ledger.txt").read_text() == "ran\n"
@@ -50,7 +50,7 @@ def test_compaction_summarises_old_turns_and_keeps_the_task(demo_repo: Path, scr
     script = {"turns": [*reads, {"content": "SUMMARY: read big.txt four times; nothing left but answering."},
                         {"content": "Finished after compaction."}]}
     server = scripted_server(script)
-    result = m3code("run", "TASK.md", "--base-url", server.openai_base_url, cwd=demo_repo)
+    result = m3code("run", "TASK.md", "--solo", "--base-url", server.openai_base_url, cwd=demo_repo)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "Finished after compaction."
     [session] = session_dirs(demo_repo)
@@ -69,12 +69,13 @@ def test_max_cost_and_timeout_stop_with_exit_3(demo_repo: Path, scripted_server)
     costly = {"turns": [{"tool_calls": [call("c1", "glob", pattern="*")],
                          "usage": {"input_tokens": 20000, "output_tokens": 100}}, {"content": "never"}]}
     server = scripted_server(costly)
-    result = m3code("run", "TASK.md", "--base-url", server.openai_base_url, "--max-cost", "0.001", cwd=demo_repo)
+    result = m3code("run", "TASK.md", "--solo", "--base-url", server.openai_base_url, "--max-cost", "0.001",
+                    cwd=demo_repo)
     assert result.returncode == 3, result.stderr
     assert "--max-cost" in result.stderr
 
     slow = scripted_server({"turns": [{"content": "late", "delay": 10}]})
-    result = m3code("run", "TASK.md", "--base-url", slow.openai_base_url, "--timeout", "1", cwd=demo_repo)
+    result = m3code("run", "TASK.md", "--solo", "--base-url", slow.openai_base_url, "--timeout", "1", cwd=demo_repo)
     assert result.returncode == 3, result.stderr
     assert "--timeout" in result.stderr
     assert [events(s)[-1]["status"] for s in session_dirs(demo_repo)] == ["budget", "budget"]

@@ -1,0 +1,1 @@
+"""The Agent Team: a planner, concurrent producers in their own worktrees, an adversarial verifier."""
