@@ -67,6 +67,7 @@ def run(
     sandbox: Annotated[str | None, typer.Option(help="Where commands run: local.")] = None,
     max_turns: Annotated[int | None, typer.Option(help="Stop after this many model turns.")] = None,
     max_cost: Annotated[float | None, typer.Option(help="Stop after spending this many USD.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Stop after this many tokens (in + out).")] = None,
     timeout: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
     stream: Annotated[bool | None, typer.Option("--stream/--no-stream", help="Stream model output.")] = None,
     solo: Annotated[bool | None, typer.Option("--solo/--team",
@@ -91,7 +92,8 @@ def run(
     if output not in ("text", "jsonl"):
         _fail(f"--output must be text or jsonl, not {output!r}.")
     flags = {"model": model, "base_url": base_url, "api_format": api_format, "thinking": thinking,
-             "sandbox": sandbox, "max_turns": max_turns, "max_cost": max_cost, "timeout": timeout,
+             "sandbox": sandbox, "max_turns": max_turns, "max_cost": max_cost, "max_tokens": max_tokens,
+             "timeout": timeout,
              "stream": stream, "mode": None if solo is None else ("solo" if solo else "team"),
              "parallel": parallel}
     from m3code.run import RunRequest

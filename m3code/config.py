@@ -40,6 +40,7 @@ class Settings(BaseModel):
     parallel: int = Field(2, ge=1, le=16, description="Team steps that may run at once.")
     max_turns: int = Field(200, ge=1, description="Most model turns in one job.")
     max_cost: float | None = Field(None, gt=0, description="Stop when the job has cost this many USD.")
+    max_tokens: int | None = Field(None, gt=0, description="Stop when the job has used this many tokens.")
     timeout: float | None = Field(None, gt=0, description="Wall-clock seconds for the whole job.")
     context_window: int | None = Field(None, ge=1024, description="Override the model's context window.")
     compact_at: float = Field(0.8, gt=0, lt=1, description="Compact when history fills this share.")

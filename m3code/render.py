@@ -11,11 +11,15 @@ from m3code.session.events import (
     AssistantMessage,
     Compaction,
     ErrorEvent,
+    PlanEvent,
     SessionEnded,
     SessionResumed,
     SessionStarted,
+    SteeringEvent,
+    StepEvent,
     ToolCallStarted,
     ToolResultEvent,
+    VerdictEvent,
 )
 
 
@@ -72,7 +76,26 @@ class ProgressPrinter:
 
     def __call__(self, event: Any) -> None:
         d, r = self.dim, self.reset
-        if isinstance(event, SessionStarted):
+        # In a team job, say whose line it is.
+        who = getattr(event, "agent", "main")
+        if who not in ("main", "team") and isinstance(event, (AssistantMessage, ToolCallStarted, ToolResultEvent)):
+            self.out.write(f"{d}[{who}]{r} ")
+        if isinstance(event, PlanEvent):
+            self._say(f"plan v{event.version}" + (f" ({event.reason[:120]})" if event.reason else "") + ":")
+            for step in event.steps:
+                after = f" {d}after {', '.join(step.depends_on)}{r}" if step.depends_on else ""
+                self._say(f"  {step.id}. {step.title}{after}")
+        elif isinstance(event, StepEvent):
+            mark = {"passed": f"{self.green}✓{r}", "failed": f"{self.red}✗{r}"}.get(event.state, "·")
+            commit = f" {d}{event.commit[:10]}{r}" if event.commit and event.state == "passed" else ""
+            detail = f" {d}{event.detail}{r}" if event.detail else ""
+            self._say(f"{mark} step {event.step_id} {event.state} (attempt {event.attempt}){commit}{detail}")
+        elif isinstance(event, VerdictEvent):
+            color = self.green if event.verdict == "PASS" else self.red
+            self._say(f"  verdict on {event.step_id}: {color}{event.verdict}{r} {d}{_one_line(event.findings, 120)}{r}")
+        elif isinstance(event, SteeringEvent):
+            self._say(f"steering taken: {event.text}")
+        elif isinstance(event, SessionStarted):
             self._say(f"{d}m3code session {event.session_id} · {event.model} via {event.base_url} · "
                       f"{event.workspace}{r}")
         elif isinstance(event, SessionResumed):

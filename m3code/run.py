@@ -149,7 +149,7 @@ async def execute(req: RunRequest) -> tuple[int, str]:
     provider = make_provider(pset)
     context_window = settings.context_window or profile_for(settings.model).context_window
     system_prompt = state.started.system_prompt if state else build_system_prompt(workspace)
-    budget = Budget(max_turns=settings.max_turns, max_cost=settings.max_cost,
+    budget = Budget(max_turns=settings.max_turns, max_cost=settings.max_cost, max_tokens=settings.max_tokens,
                     deadline=time.monotonic() + settings.timeout if settings.timeout else None)
     inbox = Inbox(folder, taken=state.steering_taken if state else 0)
     if state is None:

@@ -44,6 +44,7 @@ INTERRUPTED_CALL = (
 class Budget:
     max_turns: int = 200
     max_cost: float | None = None
+    max_tokens: int | None = None  # input + output, over the whole job
     deadline: float | None = None  # time.monotonic() value
 
 
@@ -128,6 +129,9 @@ class Agent:
             raise BudgetExhausted(f"reached --max-turns {b.max_turns}")
         if b.max_cost is not None and self.usage.cost_usd >= b.max_cost:
             raise BudgetExhausted(f"spent ${self.usage.cost_usd:.4f} of --max-cost ${b.max_cost:.4f}")
+        used = self.usage.input_tokens + self.usage.output_tokens
+        if b.max_tokens is not None and used >= b.max_tokens:
+            raise BudgetExhausted(f"used {used} tokens of --max-tokens {b.max_tokens}")
         if b.deadline is not None and time.monotonic() >= b.deadline:
             raise BudgetExhausted("reached --timeout")
 

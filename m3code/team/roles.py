@@ -79,6 +79,25 @@ def _has_cycle(steps: list[PlanStep]) -> bool:
     return False
 
 
+class PlanProblemArgs(ToolArgs):
+    reason: str = Field(description="Why the step cannot or should not be done as planned, and what instead.")
+
+
+class ReportPlanProblem(Tool[PlanProblemArgs]):
+    name = "report_plan_problem"
+    description = ("Tell the planner this step is wrong as planned (impossible, already done, or in conflict "
+                   "with the code); the team re-plans. Use it instead of forcing a bad step through.")
+    Args = PlanProblemArgs
+    permission = Permission.READ
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+    async def run(self, args: PlanProblemArgs, ctx: ToolContext) -> ToolResult:
+        self.reason = args.reason
+        return ToolResult("Reported: the planner will re-plan. Stop calling tools now.")
+
+
 Verdict = Literal["PASS", "FAIL", "PARTIAL"]
 
 

@@ -21,7 +21,14 @@ from m3code.session.events import PlanEvent, PlanStep, ReportEvent, SteeringEven
 from m3code.session.session import Session
 from m3code.team.gitwork import JobRepo
 from m3code.team.report import StepRecord, build_report
-from m3code.team.roles import PLANNER_PROMPT, PRODUCER_PROMPT, VERIFIER_PROMPT, GiveVerdict, SubmitPlan
+from m3code.team.roles import (
+    PLANNER_PROMPT,
+    PRODUCER_PROMPT,
+    VERIFIER_PROMPT,
+    GiveVerdict,
+    ReportPlanProblem,
+    SubmitPlan,
+)
 from sandbox.local import make_sandbox
 from tools.base import Tool, ToolContext
 from tools.bench import BenchTool
@@ -81,11 +88,16 @@ class Team:
                          message: str) -> Outcome:
         sandbox = make_sandbox(self.config.sandbox, workspace)
         system = prompt + "\n\n" + build_system_prompt(workspace)
-        left = None if self.budget.max_cost is None else self.budget.max_cost - self.usage.cost_usd
-        if left is not None and left <= 0:
-            raise BudgetExhausted(f"spent ${self.usage.cost_usd:.4f} of --max-cost ${self.budget.max_cost:.4f}")
+        b, used = self.budget, self.usage
+        cost_left = None if b.max_cost is None else b.max_cost - used.cost_usd
+        tokens_left = None if b.max_tokens is None else b.max_tokens - used.input_tokens - used.output_tokens
+        if cost_left is not None and cost_left <= 0:
+            raise BudgetExhausted(f"spent ${used.cost_usd:.4f} of --max-cost ${b.max_cost:.4f}")
+        if tokens_left is not None and tokens_left <= 0:
+            raise BudgetExhausted(f"used the --max-tokens {b.max_tokens} budget")
+        step_budget = Budget(self.config.step_turns, cost_left, tokens_left, b.deadline)
         agent = Agent(self.provider, tools, ToolContext(workspace=workspace, sandbox=sandbox), self.session,
-                      system, message, budget=Budget(self.config.step_turns, left, self.budget.deadline),
+                      system, message, budget=step_budget,
                       context_window=self.config.context_window, compact_at=self.config.compact_at, name=name)
         try:
             return await agent.run([Message(role="user", content=message)])
@@ -147,6 +159,8 @@ class Team:
                 tree = await asyncio.to_thread(self.git.fresh_tree, f"step-{step.id}", base)
             tools = default_tools()
             tools["bench"] = self.bench
+            problem = ReportPlanProblem()
+            tools[problem.name] = problem
             message = (f"{self._context()}\n\n# Your step: {step.id} — {step.title} (attempt {rec.attempts} of "
                        f"{self.config.max_attempts})\n\n{step.goal}\n\nAcceptance checks:\n"
                        + "\n".join(f"- {c}" for c in step.acceptance))
@@ -154,6 +168,10 @@ class Team:
                 message += f"\n\n# The verifier's findings on your previous attempt (verbatim)\n\n{findings}"
             prompt = PRODUCER_PROMPT.format(step_id=step.id, title=step.title, workspace=tree)
             produced = await self._run_agent(f"producer/{step.id}", tools, tree, prompt, message)
+            if problem.reason is not None:
+                rec.findings = f"the producer reports the plan is wrong: {problem.reason}"
+                self._step_event(rec, "failed", detail=rec.findings)
+                return
             answers.append(produced.final_answer.strip())
             if len(answers) >= 3 and len(set(answers[-3:])) == 1:
                 rec.findings = "loop breaker: the producer gave the same reply three times"

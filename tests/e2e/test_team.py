@@ -192,3 +192,29 @@ def test_merge_conflict_goes_back_to_the_producer(demo_repo: Path, scripted_serv
     retry = [r for r in by_agent(server, "producer/a") if "attempt 2 of 5" in str(r["body"]["messages"])]
     assert retry and "conflicts with work accepted meanwhile, in: AGENTS.md" in str(retry[0]["body"]["messages"])
     assert git(demo_repo, "show", f"{job_branch(demo_repo)}:AGENTS.md") == "AB\n"
+
+
+def test_a_producer_can_report_the_plan_wrong(demo_repo: Path, scripted_server) -> None:
+    server = scripted_server({"agents": {
+        "planner": planner([step("s1", "rename a missing module")], [step("s2", "what is really needed")]),
+        "producer/s1": [{"tool_calls": [call("x", "report_plan_problem", reason="there is no module to rename")]},
+                        {"content": "Reported."}],
+        "producer/s2": producer("echo ok > s2.txt"),
+        "verifier/s2": verifier("PASS"), "verifier/final": verifier("PASS"),
+    }})
+    result = m3code("run", "TASK.md", "--base-url", server.openai_base_url, "--max-tokens", "1000000", cwd=demo_repo)
+    assert result.returncode == 0, result.stderr
+    plans = [e for e in events(session_dirs(demo_repo)[0]) if e["type"] == "plan"]
+    assert "there is no module to rename" in plans[1]["reason"]
+    assert "there is no module to rename" in str(by_agent(server, "planner")[-2]["body"]["messages"])
+    assert not by_agent(server, "verifier/s1")  # nothing to verify: the step was withdrawn
+
+
+def test_token_budget_stops_a_team_job_with_exit_3(demo_repo: Path, scripted_server) -> None:
+    server = scripted_server({"agents": {
+        "planner": [{"tool_calls": [call("p", "submit_plan", steps=[step("s", "x")])],
+                     "usage": {"input_tokens": 5000, "output_tokens": 10}}, {"content": "ok"}],
+    }})
+    result = m3code("run", "TASK.md", "--base-url", server.openai_base_url, "--max-tokens", "3000", cwd=demo_repo)
+    assert result.returncode == 3, result.stderr
+    assert "--max-tokens" in result.stderr
