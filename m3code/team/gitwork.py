@@ -7,6 +7,7 @@ fail rather than wait.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -75,7 +76,7 @@ class JobRepo:
                 self._git("worktree", "remove", "--force", str(path))
             except GitCommandError:
                 shutil.rmtree(path, ignore_errors=True)
-        self._git("worktree", "prune")
+                self._git("worktree", "prune")
 
     def cleanup(self) -> None:
         """Remove every worktree of the job but the branch itself, which holds the work."""
@@ -83,13 +84,14 @@ class JobRepo:
             for path in self.trees.iterdir():
                 self.remove(path)
             shutil.rmtree(self.trees, ignore_errors=True)
+        self._git("worktree", "prune")
 
     # -- commits ----------------------------------------------------------------------------------------
 
     def commit_all(self, tree: Path, message: str) -> str:
         """Commit everything changed in a step's tree; returns the commit (the base if nothing changed)."""
         self._git("add", "-A", "--", ".", ":(exclude).m3code", cwd=tree)
-        if self._git("status", "--porcelain", "--untracked-files=no", cwd=tree).strip():
+        with contextlib.suppress(GitCommandError):  # nothing to commit: the step changed no file
             self._git("commit", "-q", "-m", message, cwd=tree)
         return self._git("rev-parse", "HEAD", cwd=tree)
 

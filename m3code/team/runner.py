@@ -180,7 +180,8 @@ class Team:
             async with self.git.lock:
                 commit = await asyncio.to_thread(self.git.commit_all, tree, f"{step.title}\n\n{step.goal}")
             self._step_event(rec, "verifying", commit=commit)
-            verdict, findings = await self._verify(step.id, step.acceptance, step.goal, base, commit,
+            # The verifier works in the producer's tree, now clean at the commit: it is thrown away after.
+            verdict, findings = await self._verify(step.id, step.acceptance, step.goal, base, commit, tree,
                                                    produced.final_answer, rec.attempts)
             rec.verdicts.append((verdict, findings))
             if verdict != "PASS":
@@ -199,10 +200,9 @@ class Team:
         rec.findings = findings
         self._step_event(rec, "failed", detail=f"not accepted after {rec.attempts} attempts")
 
-    async def _verify(self, step_id: str, acceptance: list[str], goal: str, base: str, commit: str,
+    async def _verify(self, step_id: str, acceptance: list[str], goal: str, base: str, commit: str, tree: Path,
                       report: str, attempt: int) -> tuple[str, str]:
         async with self.git.lock:
-            tree = await asyncio.to_thread(self.git.fresh_tree, f"verify-{step_id}", commit)
             diff = await asyncio.to_thread(self.git.diff, base, commit)
         tool = GiveVerdict()
         tools: dict[str, Tool[Any]] = {n: t for n, t in default_tools().items() if t.read_only}
@@ -213,8 +213,6 @@ class Team:
                    f"\n\n# The producer's report\n\n{report or '(none)'}\n\n# The diff\n\n{diff or '(no changes)'}")
         outcome = await self._run_agent(f"verifier/{step_id}", tools, tree,
                                         VERIFIER_PROMPT.format(step_id=step_id, workspace=tree), message)
-        async with self.git.lock:
-            await asyncio.to_thread(self.git.remove, tree)
         verdict = tool.verdict or "FAIL"
         findings = tool.findings if tool.verdict else (
             f"The verifier gave no verdict ({outcome.reason or 'it stopped without calling verdict'}).")
@@ -283,8 +281,10 @@ class Team:
             base = await asyncio.to_thread(self.git.start)
             tip = await asyncio.to_thread(self.git.tip)
             acceptance = [c for r in self.records.values() for c in r.step.acceptance]
+            async with self.git.lock:
+                tree = await asyncio.to_thread(self.git.fresh_tree, "final", tip)
             self.final = await self._verify("final", acceptance, "The whole task, as accepted step by step.",
-                                            base, tip, "All steps were accepted.", 1)
+                                            base, tip, tree, "All steps were accepted.", 1)
         report = build_report(self.task, self.records, self.final, self.git.branch, self.usage, self.ledger)
         self.session.emit(ReportEvent(markdown=report, agent="team"), sync=True)
         if left:
