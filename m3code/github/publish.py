@@ -23,11 +23,11 @@ from m3code.github.push import PushTarget, push_branch, push_target
 from m3code.github.refs import RepoRef, api_url_for_host, branch_for, parse_repo, shorten
 from m3code.github.workspace import Head, changed_paths, commit_subjects, commit_work, diff_stat, head, open_repo
 from m3code.session.events import Checkpoint, PullRequestEvent
+from m3code.team.gitwork import job_branch
 
 Say = Callable[[str], None]
 Emit = Callable[[Any], None]
 COMMIT_BODY_LIMIT = 4000
-TEAM_BRANCH = "m3code/job-{}"
 
 
 @dataclass
@@ -175,7 +175,7 @@ def team_branch(repo: git.Repo, events: list[Any]) -> str | None:
     started = events[0] if events else None
     if getattr(started, "mode", "solo") != "team":
         return None
-    name = TEAM_BRANCH.format(getattr(started, "session_id", ""))
+    name = job_branch(getattr(started, "session_id", ""))
     return name if name in repo.heads else None
 
 

@@ -8,11 +8,17 @@ from pathlib import Path
 from m3code.render import summarise_arguments
 from m3code.session.events import (
     AssistantMessage,
+    Checkpoint,
     Compaction,
     ErrorEvent,
+    PlanEvent,
+    PullRequestEvent,
     SessionResumed,
+    SteeringEvent,
+    StepEvent,
     ToolCallStarted,
     ToolResultEvent,
+    VerdictEvent,
 )
 from m3code.session.log import EVENTS_FILE, find_session, read_events, sessions_dir
 from m3code.session.state import rebuild
@@ -50,10 +56,24 @@ def show_session(workspace: Path, session_id: str) -> str:
     out = [f"session {folder.name}", f"model {s.model} via {s.base_url} ({s.api_format})",
            f"workspace {s.workspace}", "", "## Task", s.task, "", "## Transcript"]
     for event in events:
+        who = "" if event.agent in ("main", "team") else f"[{event.agent}] "
         if isinstance(event, AssistantMessage) and event.message.content.strip():
-            out.append(f"assistant: {event.message.content.strip()}")
+            out.append(f"{who}assistant: {event.message.content.strip()}")
         elif isinstance(event, ToolCallStarted):
-            out.append(f"→ {event.name} {summarise_arguments(event.arguments)}")
+            out.append(f"{who}→ {event.name} {summarise_arguments(event.arguments)}")
+        elif isinstance(event, PlanEvent):
+            out.append(f"plan v{event.version}: " + "; ".join(f"{st.id} {st.title}" for st in event.steps))
+        elif isinstance(event, StepEvent):
+            commit = f" {event.commit[:10]}" if event.commit else ""
+            out.append(f"step {event.step_id} {event.state} (attempt {event.attempt}){commit} {event.detail}".rstrip())
+        elif isinstance(event, VerdictEvent):
+            out.append(f"verdict on {event.step_id}: {event.verdict} — {event.findings.strip()[:200]}")
+        elif isinstance(event, SteeringEvent):
+            out.append(f"steering: {event.text}")
+        elif isinstance(event, Checkpoint):
+            out.append(f"checkpoint {event.kind} {event.commit[:10]} on {event.branch or '(detached)'}")
+        elif isinstance(event, PullRequestEvent):
+            out.append(f"pull request {event.action}: {event.url}")
         elif isinstance(event, ToolResultEvent):
             head = event.output.strip().splitlines()[:3]
             mark = "✗" if event.is_error else "✓"

@@ -22,6 +22,11 @@ class GitWorkError(Exception):
     pass
 
 
+def job_branch(session_id: str) -> str:
+    """The branch a team job's accepted steps land on."""
+    return f"m3code/job-{session_id}"
+
+
 class JobRepo:
     def __init__(self, workspace: Path, session_id: str) -> None:
         self.root = repo_root(workspace)
@@ -34,7 +39,7 @@ class JobRepo:
             ) from exc
         if not self.repo.head.is_valid():
             raise GitWorkError(f"{self.root} has no commits yet: commit once, or use --solo.")
-        self.branch = f"m3code/job-{session_id}"
+        self.branch = job_branch(session_id)
         self.trees = self.root / ".m3code" / "worktrees" / session_id
         self.lock = asyncio.Lock()
 

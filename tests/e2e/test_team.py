@@ -83,6 +83,9 @@ def test_independent_steps_overlap_and_land_as_commits(demo_repo: Path, scripted
     assert not (demo_repo / ".m3code" / "worktrees" / session.name).exists()  # worktrees cleaned up
     kinds = [e["type"] for e in log]
     assert "plan" in kinds and "report" in kinds and kinds.count("verdict") == 3
+    shown = m3code("sessions", "show", session.name, cwd=demo_repo).stdout
+    assert "plan v1: a file a; b file b" in shown and "verdict on a: PASS" in shown
+    assert "[producer/a] → bash sleep 1" in shown
 
 
 def test_fail_findings_go_back_to_the_producer_verbatim(demo_repo: Path, scripted_server) -> None:
