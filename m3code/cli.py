@@ -20,8 +20,10 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
 sessions_app = typer.Typer(help="List and inspect sessions.", no_args_is_help=True)
+sandbox_app = typer.Typer(help="Build, check and clean up the sandboxes commands run in.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(sessions_app, name="sessions")
+app.add_typer(sandbox_app, name="sandbox")
 
 Workspace = Annotated[Path, typer.Option("--workspace", "-w", help="The repository to work in.")]
 # --- GitHub / CI options, shared by `run` and `pr open` ---
@@ -64,7 +66,10 @@ def run(
     base_url: Annotated[str | None, typer.Option(help="API base URL (any OpenAI-compatible server).")] = None,
     api_format: Annotated[str | None, typer.Option(help="openai | anthropic")] = None,
     thinking: Annotated[str | None, typer.Option(help="enabled | adaptive | disabled")] = None,
-    sandbox: Annotated[str | None, typer.Option(help="Where commands run: local.")] = None,
+    sandbox: Annotated[str | None, typer.Option(help="Where commands run: auto | docker | bwrap | local.")] = None,
+    policy: Annotated[str | None, typer.Option(help="read-only | workspace-write | full-access")] = None,
+    network: Annotated[bool | None, typer.Option("--network/--no-network",
+                                                 help="Let sandboxed commands use the network.")] = None,
     max_turns: Annotated[int | None, typer.Option(help="Stop after this many model turns.")] = None,
     max_cost: Annotated[float | None, typer.Option(help="Stop after spending this many USD.")] = None,
     max_tokens: Annotated[int | None, typer.Option(help="Stop after this many tokens (in + out).")] = None,
@@ -92,9 +97,9 @@ def run(
     if output not in ("text", "jsonl"):
         _fail(f"--output must be text or jsonl, not {output!r}.")
     flags = {"model": model, "base_url": base_url, "api_format": api_format, "thinking": thinking,
-             "sandbox": sandbox, "max_turns": max_turns, "max_cost": max_cost, "max_tokens": max_tokens,
-             "timeout": timeout,
-             "stream": stream, "mode": None if solo is None else ("solo" if solo else "team"),
+             "sandbox": sandbox, "policy": policy, "network": network, "max_turns": max_turns,
+             "max_cost": max_cost, "max_tokens": max_tokens, "timeout": timeout, "stream": stream,
+             "mode": None if solo is None else ("solo" if solo else "team"),
              "parallel": parallel}
     from m3code.run import RunRequest
 
@@ -156,6 +161,50 @@ def steer(session_id: str, text: str, workspace: Workspace = Path(".")) -> None:
         _fail("the steering text is empty.")
     send(folder, text.strip())
     print(f"Sent to session {folder.name}; the job takes it at its next step boundary.")
+
+
+@sandbox_app.command("doctor")
+def sandbox_doctor() -> None:
+    """Which sandbox backends work here; for each that does not, why and the fix."""
+    from sandbox import doctor
+
+    statuses = doctor()
+    for status in statuses:
+        mark = "ok " if status.works else "no "
+        print(f"{mark} {status.name:7s} {status.detail}")
+        if not status.works and status.fix:
+            print(f"    fix: {status.fix}")
+    raise typer.Exit(0 if any(s.works for s in statuses if s.name != "local") else 1)
+
+
+@sandbox_app.command("build")
+def sandbox_build(force: Annotated[bool, typer.Option(help="Rebuild even if the image is current.")] = False) -> None:
+    """Build the m3code-sandbox image (from sandbox/Dockerfile, or offline with debootstrap)."""
+    from sandbox import SandboxError
+    from sandbox.docker import connect
+    from sandbox.image import build_image
+
+    try:
+        built = build_image(connect(), force=force, log=print)
+    except SandboxError as exc:
+        _fail(str(exc), 1)
+    how = "already current" if built.method == "cached" else f"built with {built.method} in {built.seconds:.0f} s"
+    print(f"{built.tag}: {how}.")
+
+
+@sandbox_app.command("prune")
+def sandbox_prune(all_owners: Annotated[bool, typer.Option("--all", help="Also other users' sandboxes.")] = False,
+                  ) -> None:
+    """Remove sandboxes left behind by sessions that died (e.g. after kill -9)."""
+    from sandbox import SandboxError, prune
+
+    try:
+        removed = prune(all_owners=all_owners)
+    except SandboxError as exc:
+        _fail(str(exc), 1)
+    for item in removed:
+        print(f"removed {item}")
+    print(f"Removed {len(removed)} leftover sandbox(es)." if removed else "Nothing to remove.")
 
 
 @config_app.command("show")

@@ -35,7 +35,17 @@ class Settings(BaseModel):
     stream: bool = Field(True, description="Stream model output.")
     request_timeout: float = Field(300.0, gt=0, description="Seconds one model request may stall.")
     max_retries: int = Field(5, ge=0, description="Retries of a failed model request.")
-    sandbox: Literal["local"] = Field("local", description="Where commands run.")
+    sandbox: Literal["auto", "docker", "bwrap", "local"] = Field(
+        "auto", description="Where commands run: docker, bwrap, local (no isolation), or auto (docker, else bwrap).")
+    policy: Literal["read-only", "workspace-write", "full-access"] | None = Field(
+        None, description="What commands may write: default workspace-write (full-access for local).")
+    network: bool = Field(False, description="Let sandboxed commands use the network.")
+    sandbox_memory_mb: int = Field(4096, gt=0, description="Memory limit of the sandbox, MiB.")
+    sandbox_pids: int = Field(1024, gt=0, description="Most processes at once in the sandbox.")
+    sandbox_cpus: float = Field(2.0, gt=0, description="CPU cores' worth the sandbox may use.")
+    sandbox_image: str | None = Field(None, description="Docker image to run commands in.")
+    sandbox_dockerfile: str | None = Field(None, description="Dockerfile (relative to the repo) to build it from.")
+    sandbox_env: list[str] = Field(default_factory=list, description="Environment variables passed inside.")
     mode: Literal["team", "solo"] = Field("team", description="A planner/producers/verifier team, or one agent.")
     parallel: int = Field(2, ge=1, le=16, description="Team steps that may run at once.")
     max_turns: int = Field(200, ge=1, description="Most model turns in one job.")

@@ -6,6 +6,7 @@ OpenAI wire format, and the tools, the session log and the output are the ones `
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 from m3code.replay.script import Script
 from m3code.replay.server import ScriptedModelServer
 from m3code.run import RunRequest
+from sandbox import SandboxError, make_sandbox
 
 DEMO_DIR = Path(__file__).parent / "demo"
 
@@ -32,9 +34,25 @@ def prepare_demo(target: Path | None, output: str) -> tuple[RunRequest, Scripted
           f"(tools, session log, output). No model is called.\nDemo repository: {target}\n",
           file=sys.stderr)
     flags = {"base_url": server.openai_base_url, "model": "MiniMax-M3", "api_format": "openai", "mode": "solo",
-             "sandbox": "local"}
+             "sandbox": _sandbox_kind(target)}
     return RunRequest(workspace=target, task_file=target / "TASK.md", output=output,  # type: ignore[arg-type]
                       flags=flags), server
+
+
+def _sandbox_kind(folder: Path) -> str:
+    """Docker or bubblewrap when this machine has one; else the demo's few known commands run locally."""
+    try:
+        box = make_sandbox("auto", folder)
+    except SandboxError as exc:
+        print(f"No sandbox backend here ({_first_line(exc)}); the demo's commands run with --sandbox local.\n"
+              "See `m3code sandbox doctor`.\n", file=sys.stderr)
+        return "local"
+    asyncio.run(box.close())
+    return "auto"
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _git_init(folder: Path) -> None:

@@ -96,8 +96,8 @@ class ProgressPrinter:
         elif isinstance(event, SteeringEvent):
             self._say(f"steering taken: {event.text}")
         elif isinstance(event, SessionStarted):
-            self._say(f"{d}m3code session {event.session_id} · {event.model} via {event.base_url} · "
-                      f"{event.workspace}{r}")
+            self._say(f"{d}m3code {event.mode} session {event.session_id} · {event.model} via {event.base_url} · "
+                      f"sandbox {event.sandbox or '?'} · {event.workspace}{r}")
         elif isinstance(event, SessionResumed):
             self._say(f"{d}resumed; {len(event.interrupted_calls)} interrupted call(s) reported to the model{r}")
         elif isinstance(event, AssistantMessage):

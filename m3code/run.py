@@ -20,20 +20,21 @@ from m3code.providers.base import ProviderSettings
 from m3code.providers.profiles import DEFAULT_ANTHROPIC_BASE_URL, DEFAULT_OPENAI_BASE_URL, profile_for
 from m3code.providers.types import Message, ProviderError
 from m3code.render import JsonlPrinter, ProgressPrinter
+from m3code.sandboxing import sandbox_factory
 from m3code.session.events import ErrorEvent, SessionEnded, SessionResumed, SessionStarted, UserMessage
-from m3code.session.inbox import Inbox
+from m3code.session.inbox import Inbox, send
 from m3code.session.log import SessionNotFound, find_session, new_session_id, read_events, sessions_dir
 from m3code.session.session import Session
 from m3code.session.state import SessionState, rebuild
 from m3code.team.gitwork import GitWorkError, JobRepo
 from m3code.team.resume import team_resume
-from m3code.team.runner import Team, TeamConfig, TeamError
-from sandbox import SandboxError
-from sandbox.local import make_sandbox
+from m3code.team.runner import Team, TeamConfig, TeamError, TeamResume
+from sandbox import Sandbox, SandboxError
 from tools.base import ToolContext, ToolResult
 from tools.bench import BenchTool
 from tools.registry import default_tools
 
+SKIPPED_CALL = "Not run: the person stopped the turn before this call started and sent a new message."
 EXIT_CODES = {"done": 0, "failed": 1, "budget": 3, "interrupted": 130}
 USAGE_ERROR = 2
 
@@ -63,11 +64,21 @@ class RunRequest:
     workspace: Path
     task_file: Path | None = None
     resume: str | None = None
-    output: Literal["text", "jsonl"] = "text"
+    output: Literal["text", "jsonl", "none"] = "text"  # "none": only `listeners` see the events
     flags: dict[str, Any] = field(default_factory=dict)
     environ: dict[str, str] | None = None
     task_text: str | None = None  # the task itself instead of task_file (--from-issue)
     hooks: JobHooks | None = None  # CI steps around the job (--pr, --from-issue)
+    # --- app (m3code/tui): extra views, a further user message, and signals left to the caller ---
+    listeners: list[Callable[[Any], None]] = field(default_factory=list)
+    # With `resume`: one more user message. A solo session continues its conversation with it; a team
+    # session takes it as a requirement (steering), and a finished team re-plans on its branch for it.
+    follow_up: str | None = None
+    # False: no SIGINT/SIGTERM handlers; cancelling the task awaiting execute() ends the job "interrupted".
+    handle_signals: bool = True
+    # Wraps the solo agent's sandbox (the app's approval gate asks the person before risky commands).
+    wrap_sandbox: Callable[[Sandbox], Sandbox] | None = None
+    # --- end app ---
 
 
 def read_task(path: Path) -> str:
@@ -120,7 +131,7 @@ async def execute(req: RunRequest) -> tuple[int, str]:
     if req.resume:
         folder, state = load_resumable(workspace, req.resume)
         session_id, task = folder.name, state.started.task
-        if state.ended is not None and state.ended.status == "done":
+        if state.ended is not None and state.ended.status == "done" and req.follow_up is None:
             return 0, state.ended.final_answer
     else:
         if req.task_text is not None:
@@ -137,15 +148,20 @@ async def execute(req: RunRequest) -> tuple[int, str]:
     if team_repo_error:
         raise UsageError(team_repo_error)
     try:
-        sandbox = make_sandbox(settings.sandbox, workspace)
+        make_box = sandbox_factory(settings, workspace)
+        sandbox = make_box(workspace)
     except SandboxError as exc:
         raise UsageError(str(exc)) from exc
 
-    view = JsonlPrinter() if req.output == "jsonl" else ProgressPrinter()
+    if req.wrap_sandbox is not None:
+        sandbox = req.wrap_sandbox(sandbox)
+    views: list[Callable[[Any], None]] = [] if req.output == "none" else [
+        JsonlPrinter() if req.output == "jsonl" else ProgressPrinter()]
+    views += req.listeners
     if req.hooks:
-        session = req.hooks.open_session(session_id, folder, [view], settings)
+        session = req.hooks.open_session(session_id, folder, views, settings)
     else:
-        session = Session(session_id, folder, [view])
+        session = Session(session_id, folder, views)
     provider = make_provider(pset)
     context_window = settings.context_window or profile_for(settings.model).context_window
     system_prompt = state.started.system_prompt if state else build_system_prompt(workspace)
@@ -155,7 +171,9 @@ async def execute(req: RunRequest) -> tuple[int, str]:
     if state is None:
         session.emit(SessionStarted(session_id=session_id, task=task, workspace=str(workspace),
                                     system_prompt=system_prompt, model=pset.model, base_url=pset.base_url,
-                                    api_format=pset.api_format, version=__version__, mode=mode))
+                                    api_format=pset.api_format, version=__version__, mode=mode,
+                                    sandbox=f"{type(sandbox).__name__.removesuffix('Sandbox').lower()} "
+                                            f"({sandbox.policy})"))
         session.emit(UserMessage(content=task), sync=True)
     if req.hooks:
         req.hooks.started(session)
@@ -163,10 +181,16 @@ async def execute(req: RunRequest) -> tuple[int, str]:
     work: Callable[[], Awaitable[Outcome]]
     if mode == "team":
         team = Team(provider, session, workspace, task, budget,
-                    TeamConfig(parallel=settings.parallel, sandbox=settings.sandbox, context_window=context_window,
+                    TeamConfig(parallel=settings.parallel, sandbox=make_box, context_window=context_window,
                                compact_at=settings.compact_at, step_turns=settings.max_turns),
                     inbox, usage=state.usage if state else None)
         resume = team_resume(list(read_events(folder))) if state else None
+        if state and req.follow_up is not None:
+            send(folder, req.follow_up)  # the team takes it as a requirement when it starts
+            if resume is not None and state.ended is not None and state.ended.status in ("done", "failed"):
+                # A finished team plans afresh on its job branch, which holds the accepted work.
+                resume = TeamResume(steps=[], plan_version=resume.plan_version, passed={},
+                                    requirements=resume.requirements)
         if state:
             session.emit(SessionResumed(), sync=True)
         work, usage = (lambda: team.run(resume)), (lambda: team.usage)
@@ -185,9 +209,17 @@ async def execute(req: RunRequest) -> tuple[int, str]:
             for call in interrupted:
                 history.append(agent.record_result(call, ToolResult(INTERRUPTED_CALL, is_error=True)))
             pending = state.not_started
+            if req.follow_up is not None:
+                # The person spoke after stopping the turn: its unstarted calls are dropped, not run.
+                for call in pending:
+                    history.append(agent.record_result(call, ToolResult(SKIPPED_CALL, is_error=True)))
+                pending = []
+                session.emit(UserMessage(content=req.follow_up), sync=True)
+                history.append(Message(role="user", content=req.follow_up))
+                agent.turns = 0  # --max-turns counts the turns of each request
         work, usage = (lambda: agent.run(history, pending)), (lambda: agent.usage)
 
-    outcome = await _drive(work, budget, session)
+    outcome = await _drive(work, budget, session, req.handle_signals)
     code = EXIT_CODES[outcome.status]
     session.emit(SessionEnded(status=outcome.status, exit_code=code, final_answer=outcome.final_answer,
                               reason=outcome.reason, usage=usage()), sync=True)
@@ -196,7 +228,7 @@ async def execute(req: RunRequest) -> tuple[int, str]:
     session.close()
     await provider.aclose()
     await sandbox.close()
-    if outcome.status != "done" and req.output == "text":
+    if outcome.status != "done" and req.output == "text" and req.handle_signals:
         print(f"Session {session_id} stopped: {outcome.reason.rstrip('.')}. Continue it with "
               f"`m3code run --resume {session_id}`.", file=sys.stderr)
     return code, outcome.final_answer
@@ -210,18 +242,23 @@ def _team_precheck(workspace: Path) -> str | None:
     return None
 
 
-async def _drive(work: Callable[[], Awaitable[Outcome]], budget: Budget, session: Session) -> Outcome:
-    """Run the job, turning budgets, model failures and Ctrl-C/SIGTERM into a recorded outcome."""
+async def _drive(work: Callable[[], Awaitable[Outcome]], budget: Budget, session: Session,
+                 handle_signals: bool = True) -> Outcome:
+    """Run the job, turning budgets, model failures and Ctrl-C/SIGTERM into a recorded outcome.
+
+    Without signal handling (the app), any cancellation of this task is the person stopping the job.
+    """
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
-    stopping: list[str] = []
+    stopping: list[str] = [] if handle_signals else ["the person"]
+    signals = (signal.SIGINT, signal.SIGTERM) if handle_signals else ()
 
     def stop(name: str) -> None:
         stopping.append(name)
         if task is not None:
             task.cancel()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in signals:
         loop.add_signal_handler(sig, stop, sig.name)
     try:
         remaining = None if budget.deadline is None else max(0.0, budget.deadline - time.monotonic())
@@ -241,5 +278,5 @@ async def _drive(work: Callable[[], Awaitable[Outcome]], budget: Budget, session
             task.uncancel()
         return Outcome("interrupted", reason=f"stopped by {stopping[0]}")
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in signals:
             loop.remove_signal_handler(sig)

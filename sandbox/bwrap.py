@@ -63,7 +63,7 @@ class BwrapSandbox:
         self.network = network
         self.limits = limits or Limits()
         self._env_allow = tuple(env_allow)
-        self._bwrap = _find(bwrap, f"bubblewrap ({bwrap}) was not found: {INSTALL_HINT}, or use --sandbox docker.")
+        self._bwrap = _find(bwrap, f"bubblewrap ({bwrap}) was not found. Fix: {INSTALL_HINT}, or use --sandbox docker.")
         self._bash = _find("bash", "bash was not found on this machine; the bwrap sandbox runs commands with it.")
         self._home = Path(os.environ.get("HOME") or Path.home()).resolve()
         self._running: set[asyncio.subprocess.Process] = set()
@@ -77,7 +77,12 @@ class BwrapSandbox:
                 self._finalizer = weakref.finalize(self, self._cgroup.remove)
             except CgroupUnavailable as exc:
                 self.limit_mode += f": {exc}"
-        self._probe()
+        try:
+            self._probe()
+        except SandboxError:
+            if self._cgroup is not None:
+                self._finalizer()
+            raise
 
     async def exec(
         self,
@@ -96,7 +101,7 @@ class BwrapSandbox:
         before = self._cgroup.counters() if self._cgroup else Counters()
         result = await run_process(
             self._argv(cmd, workdir), cwd=Path("/"), env=self._env(env), timeout=timeout, on_output=on_output,
-            running=self._running, missing_hint=f"bubblewrap ({self._bwrap}) is gone: {INSTALL_HINT}.",
+            running=self._running, missing_hint=f"bubblewrap ({self._bwrap}) is gone. Fix: {INSTALL_HINT}.",
         )
         if self._cgroup:
             after = self._cgroup.counters()

@@ -108,16 +108,37 @@ class Cgroup:
         return ["/bin/sh", "-c", f'{moves} && exec "$@"', "sh"]
 
     def counters(self) -> Counters:
-        if self.version == 2:
-            memory_events, pids_events = self.dirs[""] / "memory.events", self.dirs[""] / "pids.events"
-        else:
-            memory_events = self.dirs["memory"] / "memory.oom_control"
-            pids_events = self.dirs["pids"] / "pids.events"
-        return Counters(_read_counter(memory_events, "oom_kill"), _read_counter(pids_events, "max"))
+        return read_counters(self.dirs, self.version)
 
     def remove(self) -> None:
         for d in self.dirs.values():
             _remove_dir(d)
+
+
+def read_counters(dirs: dict[str, Path], version: int) -> Counters:
+    """How often the memory limit killed a process and the process limit refused a fork, so far."""
+    if version == 2:
+        memory_events, pids_events = dirs[""] / "memory.events", dirs[""] / "pids.events"
+    else:
+        memory_events, pids_events = dirs["memory"] / "memory.oom_control", dirs["pids"] / "pids.events"
+    return Counters(_read_counter(memory_events, "oom_kill"), _read_counter(pids_events, "max"))
+
+
+def cgroup_of(pid: int, root: Path = CGROUP_ROOT) -> tuple[dict[str, Path], int] | None:
+    """The cgroup directories of a process (a container's, say) and the cgroup version; None if unreadable."""
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    v2 = (root / "cgroup.controllers").is_file()
+    dirs: dict[str, Path] = {}
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        for controller in controllers.split(",") if controllers else [""]:
+            if (controller == "") == v2 and controller in ("", "pids", "memory"):
+                dirs[controller] = root / controller / path.lstrip("/") if controller else root / path.lstrip("/")
+    complete = "" in dirs if v2 else {"pids", "memory"} <= set(dirs)
+    return (dirs, 2 if v2 else 1) if complete and all(d.is_dir() for d in dirs.values()) else None
 
 
 def prune_cgroups(root: Path = CGROUP_ROOT) -> list[str]:

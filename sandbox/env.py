@@ -14,12 +14,13 @@ ENV_ALLOWLIST: frozenset[str] = frozenset({
 def sandbox_env(
     host: Mapping[str, str],
     *,
+    base: frozenset[str] = ENV_ALLOWLIST,
     allow: Iterable[str] = (),
     fixed: Mapping[str, str] | None = None,
     overrides: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Allowed host variables (ENV_ALLOWLIST and `allow`), then the backend's `fixed` ones, then the caller's."""
-    allowed = ENV_ALLOWLIST | set(allow)
+    """Allowed host variables (`base` and `allow`), then the backend's `fixed` ones, then the caller's."""
+    allowed = base | set(allow)
     env = {name: value for name, value in host.items() if name in allowed}
     env.update(fixed or {})
     env.update(overrides or {})

@@ -12,6 +12,7 @@ import pytest
 
 from m3code.replay.script import Script
 from m3code.replay.server import ScriptedModelServer
+from sandbox import SandboxError
 
 DEMO_REPO = Path(__file__).resolve().parent.parent / "m3code" / "demo" / "repo"
 
@@ -22,11 +23,37 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    # The harness's own tests run commands with the local backend; tests/sandbox and the sandboxed
+    # end-to-end tests name docker and bwrap explicitly.
+    (home / ".config" / "m3code").mkdir(parents=True)
+    (home / ".config" / "m3code" / "config.toml").write_text('sandbox = "local"\n')
     for var in ("MINIMAX_API_KEY", "M3CODE_API_KEY", "M3CODE_BASE_URL", "M3CODE_MODEL", "M3CODE_API_FORMAT"):
         monkeypatch.delenv(var, raising=False)
     for var, value in (("GIT_AUTHOR_NAME", "Test"), ("GIT_AUTHOR_EMAIL", "test@m3code.invalid"),
                        ("GIT_COMMITTER_NAME", "Test"), ("GIT_COMMITTER_EMAIL", "test@m3code.invalid")):
         monkeypatch.setenv(var, value)
+
+
+# The docker daemon and the sandbox image, shared by tests/sandbox and the sandboxed end-to-end tests.
+@pytest.fixture(scope="session")
+def docker_client() -> Any:
+    from sandbox.docker import connect
+
+    try:
+        return connect(timeout=600)
+    except SandboxError as exc:
+        pytest.skip(f"no docker daemon: {exc}")
+
+
+@pytest.fixture(scope="session")
+def docker_image(docker_client: Any) -> str:
+    """The sandbox image, built once per run at most: not at all while its content hash is unchanged."""
+    from sandbox.image import build_image
+
+    try:
+        return build_image(docker_client).tag
+    except SandboxError as exc:
+        pytest.skip(f"cannot build the sandbox image here: {exc}")
 
 
 @pytest.fixture

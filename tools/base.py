@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from sandbox.base import Sandbox
+from sandbox.base import Sandbox, SandboxError
 from tools.schema import model_schema
 
 
@@ -98,5 +98,7 @@ async def call_tool(
         return await tool.run(args, ctx)
     except ToolError as exc:
         return ToolResult(str(exc), is_error=True)
+    except SandboxError as exc:  # the sandbox itself broke (daemon gone, container died): say so, go on
+        return ToolResult(f"{name} could not run: {exc}", is_error=True)
     except OSError as exc:
         return ToolResult(f"{name} failed: {exc}", is_error=True)

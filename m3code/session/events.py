@@ -32,6 +32,7 @@ class SessionStarted(_Event):
     api_format: str
     version: str
     mode: Literal["solo", "team"] = "solo"
+    sandbox: str = ""  # the backend commands run in, and its policy
 
 
 class SessionResumed(_Event):

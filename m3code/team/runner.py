@@ -17,6 +17,7 @@ from m3code.agent.context import build_system_prompt
 from m3code.agent.loop import Agent, Budget, BudgetExhausted, Outcome
 from m3code.providers.base import Provider
 from m3code.providers.types import Message, Usage
+from m3code.sandboxing import SandboxFactory
 from m3code.session.events import PlanEvent, PlanStep, ReportEvent, SteeringEvent, StepEvent, VerdictEvent
 from m3code.session.session import Session
 from m3code.team.gitwork import JobRepo
@@ -29,7 +30,7 @@ from m3code.team.roles import (
     ReportPlanProblem,
     SubmitPlan,
 )
-from sandbox.local import make_sandbox
+from sandbox import make_sandbox
 from tools.base import Tool, ToolContext
 from tools.bench import BenchTool
 from tools.registry import default_tools
@@ -46,7 +47,7 @@ class TeamConfig:
     parallel: int = 2
     max_attempts: int = 5  # producer attempts per step before the planner is asked to re-plan
     step_turns: int = 60  # model turns per agent run
-    sandbox: str = "local"
+    sandbox: SandboxFactory = field(default=lambda path: make_sandbox("local", path))
     context_window: int = 200_000
     compact_at: float = 0.8
 
@@ -86,7 +87,7 @@ class Team:
 
     async def _run_agent(self, name: str, tools: dict[str, Tool[Any]], workspace: Path, prompt: str,
                          message: str) -> Outcome:
-        sandbox = make_sandbox(self.config.sandbox, workspace)
+        sandbox = self.config.sandbox(workspace)
         system = prompt + "\n\n" + build_system_prompt(workspace)
         b, used = self.budget, self.usage
         cost_left = None if b.max_cost is None else b.max_cost - used.cost_usd

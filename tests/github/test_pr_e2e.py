@@ -162,8 +162,9 @@ def test_bad_setups_are_refused_before_the_job_starts(demo_repo: Path, scripted_
     wrong_repo = _run(demo_repo, github, server, "--repo", "octo/nope")
     assert wrong_repo.returncode == 2 and "404" in wrong_repo.stderr
 
+    bare_config = tmp_path / "no-config"  # no user config naming a sandbox: CI must be told which
     no_sandbox = m3code("run", "TASK.md", "--solo", "--base-url", server.openai_base_url, "--pr", cwd=demo_repo,
-                        env={"GITHUB_TOKEN": WRITE_TOKEN, "CI": "true"})
+                        env={"GITHUB_TOKEN": WRITE_TOKEN, "CI": "true", "XDG_CONFIG_HOME": str(bare_config)})
     assert no_sandbox.returncode == 2 and "--sandbox docker" in no_sandbox.stderr
 
     stray = m3code("run", "TASK.md", "--base-url", server.openai_base_url, "--draft", cwd=demo_repo)

@@ -68,7 +68,7 @@ def test_config_show_masks_secrets_and_names_sources(tmp_path: Path) -> None:
 
 
 def test_config_show_reports_a_bad_file(tmp_path: Path) -> None:
-    write(tmp_path / ".m3code" / "config.toml", "sandbox = 'docker'\n")
+    write(tmp_path / ".m3code" / "config.toml", "sandbox = 'podman'\n")
     result = m3code("config", "show", cwd=tmp_path)
     assert result.returncode == 2
     assert "config.toml:1: key 'sandbox'" in result.stderr

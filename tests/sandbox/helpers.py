@@ -25,3 +25,26 @@ async def wait_process_gone(pid: int, within: float = 5.0) -> bool:
             return True
         await asyncio.sleep(0.05)
     return False
+
+
+def host_pids_with(text: str) -> list[int]:
+    """Live host processes whose command line contains `text` (whatever namespace or container they are in)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline and process_running(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+async def wait_no_host_process_with(text: str, within: float = 5.0) -> list[int]:
+    """Wait until no host process mentions `text`; those still left after `within` seconds."""
+    deadline = time.monotonic() + within
+    while (left := host_pids_with(text)) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    return left

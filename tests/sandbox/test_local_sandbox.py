@@ -154,10 +154,10 @@ async def test_policies_guard_writes(tmp_path: Path) -> None:
         await writer.write(tmp_path / "outside", b"")
 
 
-def test_make_sandbox(tmp_path: Path) -> None:
-    assert isinstance(make_sandbox("local", tmp_path), LocalSandbox)
-    for kind in ("docker", "bwrap", "firecracker"):
-        with pytest.raises(SandboxError, match="use --sandbox local"):
-            make_sandbox(kind, tmp_path)
+def test_make_sandbox_local(tmp_path: Path) -> None:
+    sandbox = make_sandbox("local", tmp_path)
+    assert isinstance(sandbox, LocalSandbox) and sandbox.policy == "full-access"
+    with pytest.raises(SandboxError, match="Unknown sandbox 'firecracker'"):
+        make_sandbox("firecracker", tmp_path)
     with pytest.raises(SandboxError, match="not a directory"):
         make_sandbox("local", tmp_path / "missing")
