@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
-import httpx
-
 from m3code.providers.anthropic_response import AnthropicTurn
-from m3code.providers.base import ProviderSettings
+from m3code.providers.chat import ChatProvider
 from m3code.providers.http import (
     EventSink,
     RetryableError,
-    call_with_retries,
     check_payload_error,
     check_status,
-    make_client,
     parse_json,
 )
-from m3code.providers.profiles import profile_for
 from m3code.providers.sse import aiter_sse
-from m3code.providers.types import Completion, Message, StreamEvent, ToolSpec
+from m3code.providers.types import Completion, Message, ToolSpec
 
 ANTHROPIC_VERSION = "2023-06-01"
 # Thinking budget when thinking is "enabled"; the API wants 1024 <= budget < max_tokens.
@@ -29,35 +23,8 @@ THINKING_BUDGET = 8192
 MIN_THINKING_BUDGET = 1024
 
 
-class AnthropicProvider:
-    def __init__(
-        self, settings: ProviderSettings, *, transport: httpx.AsyncBaseTransport | None = None
-    ) -> None:
-        self.settings = settings
-        self.profile = profile_for(settings.model)
-        self.url = settings.base_url.rstrip("/") + "/v1/messages"
-        self._client = make_client(settings, transport)
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-    async def complete(
-        self,
-        messages: list[Message],
-        tools: list[ToolSpec],
-        *,
-        on_event: Callable[[StreamEvent], None] | None = None,
-    ) -> Completion:
-        body = self.request_body(messages, tools)
-
-        async def attempt() -> Completion:
-            if self.settings.stream:
-                return await self._stream_once(body, on_event)
-            return await self._post_once(body)
-
-        completion = await call_with_retries(self.settings, self.url, attempt, on_event)
-        completion.usage.cost_usd = self.profile.cost(completion.usage, self.settings.service_tier)
-        return completion
+class AnthropicProvider(ChatProvider):
+    path = "/v1/messages"
 
     # --- request ---------------------------------------------------------------------------------
 

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-import httpx
-
-from m3code.providers.base import ProviderSettings
+from m3code.providers.chat import ChatProvider
 from m3code.providers.http import (
     EventSink,
     RetryableError,
-    call_with_retries,
     check_payload_error,
     check_status,
-    make_client,
     parse_json,
 )
 from m3code.providers.openai_response import (
@@ -23,41 +18,13 @@ from m3code.providers.openai_response import (
     THINK_TAGS,
     OpenAITurn,
 )
-from m3code.providers.profiles import profile_for
 from m3code.providers.sse import aiter_sse
 from m3code.providers.think_tags import wrap_think
-from m3code.providers.types import Completion, Message, StreamEvent, ToolSpec
+from m3code.providers.types import Completion, Message, ToolSpec
 
 
-class OpenAIProvider:
-    def __init__(
-        self, settings: ProviderSettings, *, transport: httpx.AsyncBaseTransport | None = None
-    ) -> None:
-        self.settings = settings
-        self.profile = profile_for(settings.model)
-        self.url = settings.base_url.rstrip("/") + "/chat/completions"
-        self._client = make_client(settings, transport)
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-    async def complete(
-        self,
-        messages: list[Message],
-        tools: list[ToolSpec],
-        *,
-        on_event: Callable[[StreamEvent], None] | None = None,
-    ) -> Completion:
-        body = self.request_body(messages, tools)
-
-        async def attempt() -> Completion:
-            if self.settings.stream:
-                return await self._stream_once(body, on_event)
-            return await self._post_once(body)
-
-        completion = await call_with_retries(self.settings, self.url, attempt, on_event)
-        completion.usage.cost_usd = self.profile.cost(completion.usage, self.settings.service_tier)
-        return completion
+class OpenAIProvider(ChatProvider):
+    path = "/chat/completions"
 
     # --- request ---------------------------------------------------------------------------------
 
