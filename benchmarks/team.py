@@ -1,6 +1,8 @@
 """Agent Team overhead and concurrency, with a scripted model (no model latency).
 
 Method
+- Commands run with --sandbox local, so the figures are the team's own (benchmarks/sandbox.py has the
+  sandboxes' cost per command).
 - A git repository with one file; a scripted model served over real HTTP on 127.0.0.1 gives each agent
   its own lane: the planner submits 4 independent steps; each producer runs one command then reports; each
   verifier passes; the final verifier passes. The job runs as `m3code run` in a subprocess.
@@ -57,7 +59,7 @@ def run_job(command: str, parallel: int) -> tuple[float, list[dict[str, Any]]]:
     with ScriptedModelServer(Script.model_validate(script(command))) as server:
         began = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "m3code", "run", "TASK.md", "--base-url", server.openai_base_url,
-                               "--parallel", str(parallel)], cwd=repo, capture_output=True, text=True)
+                               "--parallel", str(parallel), "--sandbox", "local"], cwd=repo, capture_output=True, text=True)
         wall = time.perf_counter() - began
     if proc.returncode != 0:
         raise SystemExit(f"job failed: {proc.stderr}")
