@@ -58,8 +58,9 @@ def run_job(command: str, parallel: int) -> tuple[float, list[dict[str, Any]]]:
         subprocess.run(["git", *cmd], cwd=repo, check=True)
     with ScriptedModelServer(Script.model_validate(script(command))) as server:
         began = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "m3code", "run", "TASK.md", "--base-url", server.openai_base_url,
-                               "--parallel", str(parallel), "--sandbox", "local"], cwd=repo, capture_output=True, text=True)
+        command = [sys.executable, "-m", "m3code", "run", "TASK.md", "--base-url", server.openai_base_url,
+                   "--parallel", str(parallel), "--sandbox", "local"]
+        proc = subprocess.run(command, cwd=repo, capture_output=True, text=True)
         wall = time.perf_counter() - began
     if proc.returncode != 0:
         raise SystemExit(f"job failed: {proc.stderr}")
