@@ -12,18 +12,19 @@ from m3code import __version__
 
 app = typer.Typer(
     name="m3code",
-    help="An agentic coding harness for MiniMax M3.",
-    no_args_is_help=True,
+    help="An agentic coding harness for MiniMax M3. With no command, opens the app in this terminal.",
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
 config_app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
 sessions_app = typer.Typer(help="List and inspect sessions.", no_args_is_help=True)
+runtime_app = typer.Typer(help="Tools for the local M3 runtime.", no_args_is_help=True)
 sandbox_app = typer.Typer(help="Build, check and clean up the sandboxes commands run in.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(runtime_app, name="runtime")
 
 Workspace = Annotated[Path, typer.Option("--workspace", "-w", help="The repository to work in.")]
 # --- GitHub / CI options, shared by `run` and `pr open` ---
@@ -36,6 +37,30 @@ RemoteOption = Annotated[str, typer.Option("--remote", help="The git remote to p
 ApiUrl = Annotated[str | None, typer.Option("--github-api-url", help="GitHub API base (default "
                                             "https://api.github.com; Enterprise: https://HOST/api/v3).")]
 # --- end GitHub / CI options ---
+# --- job options, shared by `run` and the app (bare `m3code`) ---
+Model = Annotated[str | None, typer.Option(help="Model name.")]
+BaseUrl = Annotated[str | None, typer.Option(help="API base URL (any OpenAI-compatible server).")]
+ApiFormat = Annotated[str | None, typer.Option(help="openai | anthropic")]
+Thinking = Annotated[str | None, typer.Option(help="enabled | adaptive | disabled")]
+SandboxOption = Annotated[str | None, typer.Option("--sandbox", help="Where commands run: local.")]
+MaxTurns = Annotated[int | None, typer.Option(help="Stop after this many model turns.")]
+MaxCost = Annotated[float | None, typer.Option(help="Stop after spending this many USD.")]
+MaxTokens = Annotated[int | None, typer.Option(help="Stop after this many tokens (in + out).")]
+Timeout = Annotated[float | None, typer.Option(help="Stop after this many seconds.")]
+Stream = Annotated[bool | None, typer.Option("--stream/--no-stream", help="Stream model output.")]
+Solo = Annotated[bool | None, typer.Option("--solo/--team", help="One agent, or the planner/producers/verifier team.")]
+Parallel = Annotated[int | None, typer.Option(help="Team steps that may run at once.")]
+Resume = Annotated[str | None, typer.Option(help="Continue this session id.")]
+
+
+def _job_flags(model: str | None, base_url: str | None, api_format: str | None, thinking: str | None,
+               sandbox: str | None, max_turns: int | None, max_cost: float | None, max_tokens: int | None,
+               timeout: float | None, stream: bool | None, solo: bool | None, parallel: int | None) -> dict[str, Any]:
+    return {"model": model, "base_url": base_url, "api_format": api_format, "thinking": thinking,
+            "sandbox": sandbox, "max_turns": max_turns, "max_cost": max_cost, "max_tokens": max_tokens,
+            "timeout": timeout, "stream": stream, "mode": None if solo is None else ("solo" if solo else "team"),
+            "parallel": parallel}
+# --- end job options ---
 
 
 def _version(value: bool) -> None:
@@ -44,12 +69,58 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _root(
+    ctx: typer.Context,
     version: Annotated[bool | None, typer.Option("--version", callback=_version, is_eager=True,
                                                     help="Print the version and exit.")] = None,
+    workspace: Workspace = Path("."),
+    resume: Annotated[str | None, typer.Option(help="Reopen this session in the app.")] = None,
+    model: Model = None,
+    base_url: BaseUrl = None,
+    api_format: ApiFormat = None,
+    thinking: Thinking = None,
+    sandbox: SandboxOption = None,
+    max_turns: MaxTurns = None,
+    max_cost: MaxCost = None,
+    max_tokens: MaxTokens = None,
+    timeout: Timeout = None,
+    stream: Stream = None,
+    solo: Solo = None,
+    parallel: Parallel = None,
 ) -> None:
-    pass
+    """Options given here (before any command) are the app's: `m3code --model M` opens the app with M."""
+    flags = _job_flags(model, base_url, api_format, thinking, sandbox, max_turns, max_cost, max_tokens, timeout,
+                       stream, solo, parallel)
+    given = any(v is not None for v in flags.values()) or resume is not None or workspace != Path(".")
+    if ctx.invoked_subcommand is not None:
+        if given:
+            _fail(f"options before `{ctx.invoked_subcommand}` belong to the app; put them after the command.")
+        return
+    _open_app(workspace, resume, flags)
+
+
+def _open_app(workspace: Path, resume: str | None, flags: dict[str, Any]) -> None:
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        _fail("the app needs a terminal. For a job without one, use `m3code run TASK.md` (see `m3code --help`).")
+    from m3code.config import ConfigFileError, load_config
+
+    if not workspace.is_dir():
+        _fail(f"workspace {workspace} is not a directory.")
+    try:
+        load_config(workspace, flags)
+    except ConfigFileError as exc:
+        _fail(str(exc))
+    if resume is not None:
+        from m3code.session.log import SessionNotFound, find_session
+
+        try:
+            find_session(workspace, resume)
+        except SessionNotFound as exc:
+            _fail(str(exc))
+    from m3code.tui import AppOptions, open_app
+
+    raise typer.Exit(open_app(AppOptions(workspace=workspace, flags=flags, resume=resume)))
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -161,6 +232,53 @@ def steer(session_id: str, text: str, workspace: Workspace = Path(".")) -> None:
         _fail("the steering text is empty.")
     send(folder, text.strip())
     print(f"Sent to session {folder.name}; the job takes it at its next step boundary.")
+
+
+def _runtime_missing(exc: ImportError) -> None:
+    _fail(f"the local runtime needs its extra packages ({exc.name} is missing): pip install 'm3code[runtime]'.")
+
+
+@app.command()
+def serve(
+    model: Annotated[Path, typer.Option(help="Checkpoint directory (config.json, safetensors, tokenizer).")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    device: Annotated[str, typer.Option(help="cuda | cpu")] = "cuda",
+    dtype: Annotated[str, typer.Option(help="bfloat16 | float16 | float32 | auto (as stored)")] = "bfloat16",
+    served_name: Annotated[str | None, typer.Option(help="Model name the API reports.")] = None,
+    max_model_len: Annotated[int | None, typer.Option(help="Longest context served, in tokens.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Output tokens when a request sets none.")] = None,
+) -> None:
+    """Serve an M3 checkpoint over the OpenAI API (chat completions, streaming, tools) on local GPUs."""
+    if not (model / "config.json").is_file():
+        _fail(f"{model} is not a checkpoint directory (no config.json). `m3code runtime tiny --out DIR` makes one.")
+    try:
+        from runtime.server import serve as run_server
+    except ImportError as exc:
+        _runtime_missing(exc)
+    try:
+        run_server(model, host=host, port=port, device=device, dtype=dtype, model_name=served_name,
+                   max_model_len=max_model_len, default_max_tokens=max_tokens)
+    except ValueError as exc:  # a bad --dtype, found before the port opens
+        _fail(str(exc))
+
+
+@runtime_app.command("tiny")
+def runtime_tiny(
+    out: Annotated[Path, typer.Option(help="Directory to write the checkpoint to.")],
+    layout: Annotated[str, typer.Option(help="release (the published layout) | text (transformers' text model)")]
+    = "release",
+    seed: Annotated[int, typer.Option(help="Random seed of the weights.")] = 0,
+) -> None:
+    """Write a tiny random M3 checkpoint with a tokenizer and chat template, for tests and demos."""
+    if layout not in ("release", "text"):
+        _fail(f"--layout must be release or text, not {layout!r}.")
+    try:
+        from runtime.tiny import write_tiny_checkpoint
+    except ImportError as exc:
+        _runtime_missing(exc)
+    path = write_tiny_checkpoint(out, layout=layout, seed=seed)  # type: ignore[arg-type]
+    print(f"Wrote a tiny M3 checkpoint to {path}. Serve it with: m3code serve --model {path} --device cpu")
 
 
 @sandbox_app.command("doctor")
