@@ -103,14 +103,15 @@ def _root(
 def _open_app(workspace: Path, resume: str | None, flags: dict[str, Any]) -> None:
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         _fail("the app needs a terminal. For a job without one, use `m3code run TASK.md` (see `m3code --help`).")
-    from m3code.config import ConfigFileError, load_config
-
     if not workspace.is_dir():
         _fail(f"workspace {workspace} is not a directory.")
-    try:
-        load_config(workspace, flags)
-    except ConfigFileError as exc:
-        _fail(str(exc))
+    if any(v is not None for v in flags.values()):  # bad flags fail here; a bad config file is said in the app
+        from m3code.config import ConfigFileError, load_config
+
+        try:
+            load_config(workspace, flags)
+        except ConfigFileError as exc:
+            _fail(str(exc))
     if resume is not None:
         from m3code.session.log import SessionNotFound, find_session
 

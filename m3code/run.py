@@ -76,7 +76,7 @@ class RunRequest:
     follow_up: str | None = None
     # False: no SIGINT/SIGTERM handlers; cancelling the task awaiting execute() ends the job "interrupted".
     handle_signals: bool = True
-    # Wraps the solo agent's sandbox (the app's approval gate asks the person before risky commands).
+    # Wraps every sandbox the job makes (the app's approval gate asks the person before risky commands).
     wrap_sandbox: Callable[[Sandbox], Sandbox] | None = None
     # --- end app ---
 
@@ -153,8 +153,11 @@ async def execute(req: RunRequest) -> tuple[int, str]:
     except SandboxError as exc:
         raise UsageError(str(exc)) from exc
 
-    if req.wrap_sandbox is not None:
-        sandbox = req.wrap_sandbox(sandbox)
+    box_label = f"{type(sandbox).__name__.removesuffix('Sandbox').lower()} ({sandbox.policy})"
+    if req.wrap_sandbox is not None:  # the app's approval gate, around the solo agent's and every team agent's
+        wrap, plain = req.wrap_sandbox, make_box
+        make_box = lambda path: wrap(plain(path))  # noqa: E731
+        sandbox = wrap(sandbox)
     views: list[Callable[[Any], None]] = [] if req.output == "none" else [
         JsonlPrinter() if req.output == "jsonl" else ProgressPrinter()]
     views += req.listeners
@@ -172,8 +175,7 @@ async def execute(req: RunRequest) -> tuple[int, str]:
         session.emit(SessionStarted(session_id=session_id, task=task, workspace=str(workspace),
                                     system_prompt=system_prompt, model=pset.model, base_url=pset.base_url,
                                     api_format=pset.api_format, version=__version__, mode=mode,
-                                    sandbox=f"{type(sandbox).__name__.removesuffix('Sandbox').lower()} "
-                                            f"({sandbox.policy})"))
+                                    sandbox=box_label))
         session.emit(UserMessage(content=task), sync=True)
     if req.hooks:
         req.hooks.started(session)
