@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -48,7 +49,9 @@ async def test_network_when_asked_for(workspace: Path) -> None:
 
 
 async def test_full_access_writes_the_host(workspace: Path) -> None:
-    outside = Path(__file__).parent / f".full-access-{uuid.uuid4().hex[:8]}"
+    # Somewhere outside the workspace that is not under /tmp (private even with full access) — the checkout
+    # itself may live in /tmp — so the real home directory.
+    outside = Path(pwd.getpwuid(os.getuid()).pw_dir) / f".m3code-full-access-{uuid.uuid4().hex[:8]}"
     sandbox = BwrapSandbox(workspace, "full-access", limits=TEST_LIMITS)
     try:
         result = await sandbox.exec(f"echo hi > {outside}")
