@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,3 +36,11 @@ def events(session: Path) -> list[dict[str, Any]]:
 
 def call(call_id: str, name: str, **arguments: Any) -> dict[str, Any]:
     return {"id": call_id, "name": name, "arguments": arguments}
+
+
+def wait_for(proc: subprocess.Popen[str], done: Callable[[], bool], timeout: float = 30) -> None:
+    """Wait until `done()` holds, failing with the process's output if it exits or time runs out first."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.05)

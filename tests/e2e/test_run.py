@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 from pathlib import Path
 
-from tests.e2e.helpers import call, events, m3code, popen_m3code, session_dirs
+from tests.e2e.helpers import call, events, m3code, popen_m3code, session_dirs, wait_for
 
 FIX_SCRIPT = {
     "turns": [
@@ -68,11 +67,8 @@ def test_sigkill_then_resume_runs_no_call_twice(demo_repo: Path, scripted_server
         {"content": "All steps recorded."},
     ]}
     server = scripted_server(script)
-    proc = popen_m3code("run", "TASK.md", "--solo", "--solo", "--base-url", server.openai_base_url, cwd=demo_repo)
-    deadline = time.monotonic() + 30
-    while not (demo_repo / "started").exists():
-        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
+    proc = popen_m3code("run", "TASK.md", "--solo", "--base-url", server.openai_base_url, cwd=demo_repo)
+    wait_for(proc, lambda: (demo_repo / "started").exists())
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     subprocess.run(["pkill", "-f", "sleep 60"], check=False)
@@ -105,11 +101,8 @@ def test_ctrl_c_saves_the_session_and_exits_130(demo_repo: Path, scripted_server
         {"content": "done"},
     ]}
     server = scripted_server(script)
-    proc = popen_m3code("run", "TASK.md", "--solo", "--solo", "--base-url", server.openai_base_url, cwd=demo_repo)
-    deadline = time.monotonic() + 30
-    while not (demo_repo / "started").exists():
-        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
+    proc = popen_m3code("run", "TASK.md", "--solo", "--base-url", server.openai_base_url, cwd=demo_repo)
+    wait_for(proc, lambda: (demo_repo / "started").exists())
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 130, err

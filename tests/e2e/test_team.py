@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.helpers import call, events, m3code, popen_m3code, session_dirs
+from tests.e2e.helpers import call, events, m3code, popen_m3code, session_dirs, wait_for
 
 
 def step(sid: str, title: str, deps: list[str] | None = None) -> dict[str, Any]:
@@ -134,10 +133,7 @@ def test_steering_reaches_the_next_producer(demo_repo: Path, scripted_server, tm
         "verifier/s1": verifier("PASS"), "verifier/s2": verifier("PASS"), "verifier/final": verifier("PASS"),
     }})
     proc = popen_m3code("run", "TASK.md", "--base-url", server.openai_base_url, cwd=demo_repo)
-    deadline = time.monotonic() + 30
-    while not by_agent(server, "producer/s1"):
-        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
+    wait_for(proc, lambda: bool(by_agent(server, "producer/s1")))
     [session] = session_dirs(demo_repo)
     sent = m3code("steer", session.name, "Write every number in words.", cwd=demo_repo)
     assert sent.returncode == 0, sent.stderr
@@ -163,10 +159,7 @@ def test_sigkill_and_resume_redo_no_accepted_step(demo_repo: Path, scripted_serv
         "verifier/s1": verifier("PASS"), "verifier/s2": verifier("PASS"), "verifier/final": verifier("PASS"),
     }})
     proc = popen_m3code("run", "TASK.md", "--base-url", server.openai_base_url, cwd=demo_repo)
-    deadline = time.monotonic() + 30
-    while not started.exists():
-        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
+    wait_for(proc, lambda: started.exists())
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     subprocess.run(["pkill", "-f", "sleep 60"], check=False)
