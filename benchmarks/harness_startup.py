@@ -66,9 +66,9 @@ async def tool_call_overhead(turns: int = 50) -> dict[str, float]:
 
     work = Path(tempfile.mkdtemp(prefix="m3code-bench-"))
     (work / "file.py").write_text("".join(f"line {i}\n" for i in range(200)))
-    script: dict[str, Any] = {"turns": [
-        {"tool_calls": [{"id": f"c{i}", "name": "read", "arguments": {"path": "file.py"}}]} for i in range(turns)
-    ] + [{"content": "done"}]}
+    # Each turn reads from another line: the same call three times in a row would trip the loop breaker.
+    reads = [{"id": f"c{i}", "name": "read", "arguments": {"path": "file.py", "offset": i + 1}} for i in range(turns)]
+    script: dict[str, Any] = {"turns": [{"tool_calls": [read]} for read in reads] + [{"content": "done"}]}
     server = ScriptedModelServer(Script.model_validate(script))
     server.start()
     try:

@@ -40,6 +40,10 @@ INTERRUPTED_CALL = (
 )
 
 
+# The same reply (text and tool calls, ids aside) this many times in a row means the agent is stuck.
+REPEAT_LIMIT = 3
+
+
 @dataclass
 class Budget:
     max_turns: int = 200
@@ -103,6 +107,7 @@ class Agent:
         """
         if pending:
             history.extend(await self.run_tool_calls(pending))
+        replies: list[tuple[str, list[tuple[str, str]]]] = []
         while True:
             self._check_budget()
             for text in self.inbox() if self.inbox else []:
@@ -117,6 +122,10 @@ class Agent:
             self.session.emit(AssistantMessage(message=message, usage=completion.usage, agent=self.name,
                                                stop_reason=completion.stop_reason), sync=True)
             history.append(message)
+            replies.append((message.content, [(c.name, c.arguments) for c in message.tool_calls]))
+            if len(replies) >= REPEAT_LIMIT and all(r == replies[-1] for r in replies[-REPEAT_LIMIT:]):
+                return Outcome("failed", message.content,
+                               f"loop breaker: the model gave the same reply {REPEAT_LIMIT} times in a row")
             if not message.tool_calls:
                 if completion.stop_reason == "max_tokens":
                     return Outcome("failed", message.content, "the model hit its output token limit")

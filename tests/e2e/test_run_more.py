@@ -46,7 +46,7 @@ def test_compaction_summarises_old_turns_and_keeps_the_task(demo_repo: Path, scr
     (demo_repo / "big.txt").write_text("".join(f"row {i:04d} of a long file\n" for i in range(40)))
     (demo_repo / ".m3code").mkdir()
     (demo_repo / ".m3code" / "config.toml").write_text("context_window = 1024\ncompact_at = 0.5\n")
-    reads = [{"tool_calls": [call(f"r{i}", "read", path="big.txt")]} for i in range(4)]
+    reads = [{"tool_calls": [call(f"r{i}", "read", path="big.txt", offset=i + 1)]} for i in range(4)]
     script = {"turns": [*reads, {"content": "SUMMARY: read big.txt four times; nothing left but answering."},
                         {"content": "Finished after compaction."}]}
     server = scripted_server(script)
@@ -79,3 +79,14 @@ def test_max_cost_and_timeout_stop_with_exit_3(demo_repo: Path, scripted_server)
     assert result.returncode == 3, result.stderr
     assert "--timeout" in result.stderr
     assert [events(s)[-1]["status"] for s in session_dirs(demo_repo)] == ["budget", "budget"]
+
+
+def test_the_same_reply_three_times_stops_the_loop(demo_repo: Path, scripted_server) -> None:
+    same = {"content": "Let me look again.", "tool_calls": [call("x", "glob", pattern="*.md")]}
+    server = scripted_server({"turns": [same, {**same, "tool_calls": [call("y", "glob", pattern="*.md")]},
+                                        {**same, "tool_calls": [call("z", "glob", pattern="*.md")]},
+                                        {"content": "never reached"}]})
+    result = m3code("run", "TASK.md", "--solo", "--base-url", server.openai_base_url, cwd=demo_repo)
+    assert result.returncode == 1, result.stderr
+    assert "same reply 3 times" in result.stderr
+    assert len(server.requests) == 3
