@@ -18,7 +18,7 @@ from m3code.config import ConfigFileError, Settings, load_config
 from m3code.providers import make_provider
 from m3code.providers.base import ProviderSettings
 from m3code.providers.profiles import DEFAULT_ANTHROPIC_BASE_URL, DEFAULT_OPENAI_BASE_URL, profile_for
-from m3code.providers.types import Message, ProviderError
+from m3code.providers.types import ImagePart, Message, ProviderError
 from m3code.render import JsonlPrinter, ProgressPrinter
 from m3code.sandboxing import sandbox_factory
 from m3code.session.events import ErrorEvent, SessionEnded, SessionResumed, SessionStarted, UserMessage
@@ -74,6 +74,8 @@ class RunRequest:
     # With `resume`: one more user message. A solo session continues its conversation with it; a team
     # session takes it as a requirement (steering), and a finished team re-plans on its branch for it.
     follow_up: str | None = None
+    # Images the person attached (`@shot.png`) to task_text or follow_up: they go on that user message.
+    images: list[ImagePart] = field(default_factory=list)
     # False: no SIGINT/SIGTERM handlers; cancelling the task awaiting execute() ends the job "interrupted".
     handle_signals: bool = True
     # Wraps every sandbox the job makes (the app's approval gate asks the person before risky commands).
@@ -176,7 +178,7 @@ async def execute(req: RunRequest) -> tuple[int, str]:
                                     system_prompt=system_prompt, model=pset.model, base_url=pset.base_url,
                                     api_format=pset.api_format, version=__version__, mode=mode,
                                     sandbox=box_label))
-        session.emit(UserMessage(content=task), sync=True)
+        session.emit(UserMessage(content=task, images=req.images), sync=True)
     if req.hooks:
         req.hooks.started(session)
 
@@ -203,7 +205,7 @@ async def execute(req: RunRequest) -> tuple[int, str]:
                       system_prompt, task, budget=budget, context_window=context_window,
                       compact_at=settings.compact_at, turns_done=state.turns if state else 0,
                       usage=state.usage if state else None, inbox=inbox)
-        history, pending = [Message(role="user", content=task)], []
+        history, pending = [Message(role="user", content=task, images=req.images)], []
         if state is not None:
             history = list(state.messages)
             interrupted = state.started_unfinished
@@ -216,8 +218,8 @@ async def execute(req: RunRequest) -> tuple[int, str]:
                 for call in pending:
                     history.append(agent.record_result(call, ToolResult(SKIPPED_CALL, is_error=True)))
                 pending = []
-                session.emit(UserMessage(content=req.follow_up), sync=True)
-                history.append(Message(role="user", content=req.follow_up))
+                session.emit(UserMessage(content=req.follow_up, images=req.images), sync=True)
+                history.append(Message(role="user", content=req.follow_up, images=req.images))
                 agent.turns = 0  # --max-turns counts the turns of each request
         work, usage = (lambda: agent.run(history, pending)), (lambda: agent.usage)
 

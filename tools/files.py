@@ -9,6 +9,7 @@ from pydantic import Field
 
 from tools.base import Permission, Tool, ToolArgs, ToolContext, ToolError, ToolResult
 from tools.editing import EditError, Replacement, replace_exact
+from tools.image import sniff_image
 from tools.paths import display_path, resolve_path
 from tools.textfile import (
     MAX_LINE_CHARS,
@@ -236,7 +237,7 @@ def _decode(data: bytes, name: str) -> str:
     if text is None:
         raise ToolError(
             f"{name} is a binary file ({format_size(len(data))}), not UTF-8 text, so it cannot be shown "
-            "or edited as text."
+            "or edited as text." + (" It is an image: use the image tool to look at it." if sniff_image(data) else "")
         )
     return text
 

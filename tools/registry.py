@@ -7,14 +7,15 @@ from typing import Any
 
 from tools.base import Tool
 from tools.files import EditTool, MultiEditTool, ReadTool, WriteTool
+from tools.image import ImageTool
 from tools.search import GlobTool, GrepTool
 from tools.shell import BashTool
 
 
 def default_tools() -> dict[str, Tool[Any]]:
-    """Every standard tool by name: read, write, edit, multi_edit, grep, glob, bash."""
+    """Every standard tool by name: read, write, edit, multi_edit, grep, glob, bash, image."""
     tools: list[Tool[Any]] = [
-        ReadTool(), WriteTool(), EditTool(), MultiEditTool(), GrepTool(), GlobTool(), BashTool(),
+        ReadTool(), WriteTool(), EditTool(), MultiEditTool(), GrepTool(), GlobTool(), BashTool(), ImageTool(),
     ]
     return {tool.name: tool for tool in tools}
 

@@ -20,7 +20,7 @@ from m3code.agent.context import (
     split_for_compaction,
 )
 from m3code.providers.base import Provider
-from m3code.providers.types import Message, ToolCall, ToolSpec, Usage
+from m3code.providers.types import Message, ToolCall, ToolSpec, Usage, tool_images
 from m3code.session.events import (
     AssistantMessage,
     Compaction,
@@ -175,7 +175,8 @@ class Agent:
                                           is_error=result.is_error, data=result.data, duration=duration,
                                           agent=self.name))
         return Message(role="tool", tool_call_id=call.id, name=call.name, content=result.output,
-                       is_error=result.is_error)
+                       is_error=result.is_error,
+                       images=tool_images(result.data))  # images: the `image` tool's data["image"] (logged above)
 
     # -- context ----------------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from m3code.providers.http import (
     check_status,
     parse_json,
 )
+from m3code.providers.images import with_notes
 from m3code.providers.sse import aiter_sse
 from m3code.providers.types import Completion, Message, ToolSpec
 
@@ -31,10 +32,11 @@ class AnthropicProvider(ChatProvider):
     def request_body(self, messages: list[Message], tools: list[ToolSpec]) -> dict[str, Any]:
         s = self.settings
         max_tokens = s.max_tokens or self.profile.max_output_tokens
+        text_only = None if self.profile.supports_images else s.model
         body: dict[str, Any] = {
             "model": s.model,
             "max_tokens": max_tokens,
-            "messages": _wire_messages(messages),
+            "messages": _wire_messages(messages, text_only),
             "stream": s.stream,
         }
         system = "\n\n".join(m.content for m in messages if m.role == "system" and m.content)
@@ -100,9 +102,13 @@ class AnthropicProvider(ChatProvider):
         return turn.completion()
 
 
-def _wire_messages(messages: list[Message]) -> list[dict[str, Any]]:
+def _wire_messages(messages: list[Message], text_only: str | None = None) -> list[dict[str, Any]]:
     """Our messages as Anthropic turns: system lifted out, tool results as user blocks, same-role runs
-    merged (the API wants user and assistant to alternate)."""
+    merged (the API wants user and assistant to alternate).
+
+    Images go as image blocks, in the user message or inside the tool_result; with `text_only` (the name
+    of a model that takes no images) each becomes a note instead.
+    """
     wire: list[dict[str, Any]] = []
 
     def push(role: str, blocks: list[dict[str, Any]]) -> None:
@@ -116,13 +122,16 @@ def _wire_messages(messages: list[Message]) -> list[dict[str, Any]]:
     for m in messages:
         if m.role == "system":
             continue
+        if m.images and text_only is not None:
+            m = m.model_copy(update={"content": with_notes(m.content, m.images, text_only), "images": []})
         if m.role == "user":
-            push("user", [{"type": "text", "text": m.content}] if m.content else [])
+            push("user", _text_and_images(m))
         elif m.role == "tool":
             result: dict[str, Any] = {
                 "type": "tool_result",
                 "tool_use_id": m.tool_call_id or "",
-                "content": m.content,
+                # tool_result content may hold image blocks, so a tool's image stays with its result.
+                "content": _text_and_images(m) if m.images else m.content,
             }
             if m.is_error:
                 result["is_error"] = True
@@ -142,6 +151,16 @@ def _wire_messages(messages: list[Message]) -> list[dict[str, Any]]:
                 )
             push("assistant", blocks)
     return wire
+
+
+def _text_and_images(m: Message) -> list[dict[str, Any]]:
+    # The API refuses empty text blocks, so a message without text is its images alone.
+    blocks: list[dict[str, Any]] = [{"type": "text", "text": m.content}] if m.content else []
+    for image in m.images:
+        blocks.append(
+            {"type": "image", "source": {"type": "base64", "media_type": image.media_type, "data": image.data}}
+        )
+    return blocks
 
 
 def _tool_input(arguments: str) -> dict[str, Any]:

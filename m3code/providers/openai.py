@@ -12,6 +12,7 @@ from m3code.providers.http import (
     check_status,
     parse_json,
 )
+from m3code.providers.images import tool_image_caption, with_notes
 from m3code.providers.openai_response import (
     REASONING_CONTENT,
     REASONING_DETAILS,
@@ -20,7 +21,7 @@ from m3code.providers.openai_response import (
 )
 from m3code.providers.sse import aiter_sse
 from m3code.providers.think_tags import wrap_think
-from m3code.providers.types import Completion, Message, ToolSpec
+from m3code.providers.types import Completion, ImagePart, Message, ToolSpec
 
 
 class OpenAIProvider(ChatProvider):
@@ -32,7 +33,7 @@ class OpenAIProvider(ChatProvider):
         s = self.settings
         body: dict[str, Any] = {
             "model": s.model,
-            "messages": [self._wire_message(m) for m in messages],
+            "messages": self._wire_messages(messages),
             "stream": s.stream,
         }
         if tools:
@@ -55,10 +56,35 @@ class OpenAIProvider(ChatProvider):
             body["stream_options"] = {"include_usage": True}
         return body
 
+    def _wire_messages(self, messages: list[Message]) -> list[dict[str, Any]]:
+        wire: list[dict[str, Any]] = []
+        # A tool message in this format carries text only, so images a tool returned travel in a user
+        # message right after the tool messages of that turn (not between them: every tool_call_id must
+        # follow its assistant message before anything else is said).
+        tool_images: list[dict[str, Any]] = []
+        for m in messages:
+            if m.role != "tool" and tool_images:
+                wire.append({"role": "user", "content": tool_images})
+                tool_images = []
+            if m.role == "tool" and m.images and self.profile.supports_images:
+                wire.append({"role": "tool", "tool_call_id": m.tool_call_id or "", "content": m.content})
+                tool_images.append({"type": "text", "text": tool_image_caption(m.tool_call_id)})
+                tool_images += [_image_part(image) for image in m.images]
+            else:
+                wire.append(self._wire_message(m))
+        if tool_images:
+            wire.append({"role": "user", "content": tool_images})
+        return wire
+
     def _wire_message(self, m: Message) -> dict[str, Any]:
+        if m.images and not self.profile.supports_images:
+            m = m.model_copy(update={"content": with_notes(m.content, m.images, self.settings.model), "images": []})
         if m.role == "tool":
             return {"role": "tool", "tool_call_id": m.tool_call_id or "", "content": m.content}
         if m.role != "assistant":
+            if m.images:
+                text = [{"type": "text", "text": m.content}] if m.content else []
+                return {"role": m.role, "content": [*text, *(_image_part(image) for image in m.images)]}
             return {"role": m.role, "content": m.content}
         out: dict[str, Any] = {"role": "assistant", "content": m.content}
         fmt = m.provider_state.get("reasoning_format")
@@ -121,3 +147,7 @@ class OpenAIProvider(ChatProvider):
         if not finished and turn.finish_reason is None:
             raise RetryableError(f"stream from {self.url} ended before the turn was complete", kind="stream")
         return turn.completion()
+
+
+def _image_part(image: ImagePart) -> dict[str, Any]:
+    return {"type": "image_url", "image_url": {"url": image.data_url()}}

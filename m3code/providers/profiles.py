@@ -58,6 +58,8 @@ class ModelProfile:
     pricing_known: bool = True
     # Price factor for `service_tier="priority"`.
     priority_multiplier: float = 1.0
+    # Whether the model takes image parts. Where not, adapters send a text note in place of each image.
+    supports_images: bool = True
 
     def cost(self, usage: Usage, service_tier: str | None = None) -> float:
         """USD for one call.
@@ -96,6 +98,8 @@ def _minimax(
     max_output_tokens: int = 131_072,
     long_context: LongContextTier | None = None,
     priority_multiplier: float = 1.0,
+    # The M2.x family is text-only; M3 is a vision-language model.
+    supports_images: bool = False,
 ) -> ModelProfile:
     return ModelProfile(
         name=name,
@@ -109,6 +113,7 @@ def _minimax(
         supports_thinking=True,
         reasoning_split=True,
         priority_multiplier=priority_multiplier,
+        supports_images=supports_images,
     )
 
 
@@ -134,6 +139,7 @@ PROFILES: tuple[ModelProfile, ...] = (
             cache_write_price=0.75,
         ),
         priority_multiplier=1.5,
+        supports_images=True,
     ),
     _minimax(
         "MiniMax-M2.7-highspeed",
@@ -162,7 +168,7 @@ PROFILES: tuple[ModelProfile, ...] = (
 )
 
 # For any model not in the table (a local runtime under another name, vLLM, SGLang...): conservative
-# limits that every server accepts, and no price.
+# limits that every server accepts, and no price. Images are sent: a text-only server says so in its error.
 GENERIC_PROFILE = ModelProfile(
     name="generic",
     context_window=128_000,

@@ -23,6 +23,43 @@ class ToolCall(BaseModel):
     arguments: str = "{}"
 
 
+class ImagePart(BaseModel):
+    """An image in a message, for multimodal models: its bytes as base64, and where it came from.
+
+    Images go whole into every request and into the session log (events.jsonl), so they are capped where
+    they enter: tools/image.py (MAX_IMAGE_BYTES, 5 MB), used by the `image` tool and the app's `@path`.
+    """
+
+    media_type: str  # "image/png", "image/jpeg", "image/gif" or "image/webp"
+    data: str  # base64 of the file's bytes, without a `data:` prefix
+    path: str | None = None  # the file it was read from, relative to the workspace, for display
+
+    @property
+    def size(self) -> int:
+        """The image's size in bytes (decoded)."""
+        padding = len(self.data) - len(self.data.rstrip("="))
+        return len(self.data) * 3 // 4 - padding
+
+    def data_url(self) -> str:
+        return f"data:{self.media_type};base64,{self.data}"
+
+    def label(self) -> str:
+        """How a transcript names it: `[image: shot.png (12 KB)]`."""
+        return f"[image: {self.path or self.media_type} ({max(1, round(self.size / 1024))} KB)]"
+
+
+def tool_images(data: dict[str, Any]) -> list[ImagePart]:
+    """The image a tool result's `data` carries ({"image": {media_type, data, path}}, as tools/image.py
+    returns it), as message parts: none when it has none."""
+    image = data.get("image")
+    if not isinstance(image, dict):
+        return []
+    try:
+        return [ImagePart.model_validate(image)]
+    except ValueError:
+        return []
+
+
 class Message(BaseModel):
     role: Role
     content: str = ""
@@ -33,6 +70,9 @@ class Message(BaseModel):
     tool_call_id: str | None = None
     name: str | None = None
     is_error: bool = False
+    # Images on a user message (the app's `@image.png`) or a tool message (the `image` tool). Adapters send
+    # them as image parts, or as a note where the model's profile says it takes no images.
+    images: list[ImagePart] = Field(default_factory=list)
     # Wire-level pieces an API requires back verbatim in history: OpenAI-style `reasoning_details`,
     # Anthropic `thinking` blocks with their signatures, or the fact that reasoning came in <think> tags.
     provider_state: dict[str, Any] = Field(default_factory=dict)

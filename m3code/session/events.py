@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
 
-from m3code.providers.types import Message, ReasoningDelta, Retrying, TextDelta, ToolCallDelta, Usage
+from m3code.providers.types import ImagePart, Message, ReasoningDelta, Retrying, TextDelta, ToolCallDelta, Usage
 
 
 class _Event(BaseModel):
@@ -43,6 +43,7 @@ class SessionResumed(_Event):
 class UserMessage(_Event):
     type: Literal["user_message"] = "user_message"
     content: str
+    images: list[ImagePart] = Field(default_factory=list)  # the app's `@image.png` attachments
 
 
 class AssistantMessage(_Event):

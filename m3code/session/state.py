@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from m3code.providers.types import Message, ToolCall, Usage
+from m3code.providers.types import Message, ToolCall, Usage, tool_images
 from m3code.session.events import (
     AssistantMessage,
     Compaction,
@@ -50,7 +50,7 @@ def rebuild(events: list[Any]) -> SessionState:
         if isinstance(event, SteeringEvent):
             state.messages.append(steering_message(event.text))
         elif isinstance(event, UserMessage):
-            state.messages.append(Message(role="user", content=event.content))
+            state.messages.append(Message(role="user", content=event.content, images=event.images))  # images
         elif isinstance(event, AssistantMessage):
             state.messages.append(event.message)
             state.usage = state.usage + event.usage
@@ -63,7 +63,8 @@ def rebuild(events: list[Any]) -> SessionState:
             pending.pop(event.call_id, None)
             state.messages.append(
                 Message(role="tool", tool_call_id=event.call_id, name=event.name, content=event.output,
-                        is_error=event.is_error)
+                        is_error=event.is_error,
+                        images=tool_images(event.data))  # images: restored from the logged data["image"]
             )
         elif isinstance(event, Compaction):
             state.messages = list(event.messages)

@@ -22,7 +22,7 @@ KEYS = """\
 | ctrl+f, alt+enter | queue a follow-up for when the agent is done |
 | shift+enter, ctrl+j | new line |
 | up / down | history (on the first / last line) |
-| @path | attach a file (images are named for the agent) |
+| @path | attach a file (an image goes to the model as an image) |
 | esc | stop the current step (the session is saved) |
 | ctrl+o | fold / unfold the selected or latest output |
 | tab | completion, or move to the transcript (↑↓ select, enter folds) |

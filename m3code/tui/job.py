@@ -18,6 +18,7 @@ from typing import Any
 from m3code.run import RunRequest, UsageError, execute
 from m3code.session.inbox import send
 from m3code.session.log import sessions_dir
+from m3code.tui.mentions import attached_images
 from sandbox import Sandbox
 
 
@@ -62,10 +63,12 @@ class JobController:
                 return "queued"
             send(folder, text)
             return "steering"
+        # `@image` mentions left `[image: ...]` lines in the text: the images go as parts of the message.
+        images = attached_images(text, self.workspace)
         if self.session_id is None:
-            self._start(RunRequest(workspace=self.workspace, task_text=text))
+            self._start(RunRequest(workspace=self.workspace, task_text=text, images=images))
             return "task"
-        self._start(RunRequest(workspace=self.workspace, resume=self.session_id, follow_up=text))
+        self._start(RunRequest(workspace=self.workspace, resume=self.session_id, follow_up=text, images=images))
         return "follow-up"
 
     def queue(self, text: str) -> None:

@@ -1,4 +1,5 @@
-"""`@path` in a message: the file's text goes with it; an image goes as an attachment for multimodal models."""
+"""`@path` in a message: the file's text goes with it; an image goes as an image part of the message, for
+multimodal models, and leaves a line `[image: path (N KB)]` in the text."""
 
 from __future__ import annotations
 
@@ -6,9 +7,15 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from m3code.providers.types import ImagePart
+from tools.image import SNIFF_BYTES, SUPPORTED, ImageError, load_image, sniff_image
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp"}
 MAX_ATTACHED_CHARS = 100_000
 MENTION = re.compile(r"(?:^|(?<=\s))@([^\s@]+)")
+# The line an attached image leaves in the message text (ImagePart.label()): the transcript shows it, the
+# model reads it next to the image, and the job finds the images to attach by it (attached_images).
+IMAGE_LINE = re.compile(r"^\[image: (\S+) \(\d+ KB\)\]$", re.MULTILINE)
 
 
 @dataclass
@@ -16,6 +23,7 @@ class Prepared:
     text: str  # what the model gets
     files: list[str] = field(default_factory=list)
     images: list[str] = field(default_factory=list)
+    attachments: list[ImagePart] = field(default_factory=list)  # the images, as parts of the user message
     problems: list[str] = field(default_factory=list)
 
 
@@ -29,10 +37,14 @@ def prepare(message: str, workspace: Path) -> Prepared:
         path = (root / name).resolve()
         if not path.is_relative_to(root) or not path.is_file():
             continue
-        if path.suffix.lower() in IMAGE_SUFFIXES:
+        problems = len(out.problems)
+        image = _image(path, name, out)
+        if image is not None:
             out.images.append(name)
-            # Providers take text messages for now: the image is named so the agent can open it itself.
-            blocks.append(f'<image path="{name}" bytes="{path.stat().st_size}"/>')
+            out.attachments.append(image)
+            blocks.append(image.label())
+            continue
+        if len(out.problems) > problems:  # an image that cannot go: said, and not attached as text either
             continue
         try:
             text = path.read_text(encoding="utf-8")
@@ -45,3 +57,34 @@ def prepare(message: str, workspace: Path) -> Prepared:
     if blocks:
         out.text = message + "\n\n" + "\n\n".join(blocks)
     return out
+
+
+def _image(path: Path, name: str, out: Prepared) -> ImagePart | None:
+    """The file as an image part when its first bytes say it is one; a problem noted when it should be one
+    (by its name, or by its content) but cannot be attached."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(SNIFF_BYTES)
+        if sniff_image(head) is None:
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                out.problems.append(f"@{name}: not attached (not a {SUPPORTED} image)")
+            return None
+        return ImagePart.model_validate(load_image(path, name))
+    except (ImageError, OSError) as exc:
+        out.problems.append(f"@{name}: not attached ({exc})")
+        return None
+
+
+def attached_images(text: str, workspace: Path) -> list[ImagePart]:
+    """The images `prepare` attached to `text`, found by the lines it left there and read again."""
+    root = workspace.resolve()
+    images: list[ImagePart] = []
+    for name in dict.fromkeys(IMAGE_LINE.findall(text)):
+        path = (root / name).resolve()
+        if not path.is_relative_to(root) or not path.is_file():
+            continue
+        try:
+            images.append(ImagePart.model_validate(load_image(path, name)))
+        except (ImageError, OSError):
+            continue  # it changed since it was mentioned: the line stays, the agent can open it itself
+    return images

@@ -32,8 +32,8 @@ async def test_validation_errors(ctx: ToolContext) -> None:
 
 def test_default_tools_and_specs() -> None:
     tools = default_tools()
-    assert set(tools) == {"read", "write", "edit", "multi_edit", "grep", "glob", "bash"}
-    assert [tool.read_only for tool in tools.values()] == [True, False, False, False, True, True, False]
+    assert set(tools) == {"read", "write", "edit", "multi_edit", "grep", "glob", "bash", "image"}
+    assert [tool.read_only for tool in tools.values()] == [True, False, False, False, True, True, False, True]
     specs = {spec["name"]: spec for spec in tool_specs(tools)}
     assert set(specs) == set(tools)
 
