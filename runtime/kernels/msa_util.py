@@ -1,0 +1,71 @@
+"""Small shared helpers for the MSA Triton kernels (launch sizing)."""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+
+def next_pow2(n: int) -> int:
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+@functools.cache
+def _sm_count(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def device_programs(device: torch.device) -> int:
+    """Streaming multiprocessors to fill; a token 4 off the GPU (the interpreter) so split paths still get tested."""
+    if device.type == "cuda":
+        return _sm_count(device.index if device.index is not None else torch.cuda.current_device())
+    return 4
+
+
+_compat_done = False
+
+
+def interpreter_compat() -> None:
+    """Make Triton 3.6's CPU interpreter usable whatever happened first in the process. Idempotent.
+
+    - NumPy >= 2.4 refuses `int(1-element array)`, which the interpreter uses for every scalar, so a loop bound that
+      comes from program_id or a load fails: re-register `__index__` to take the element.
+    - triton.language's own helpers (tl.max, tl.sort, ...) are jit functions decided when triton is imported; if
+      something imported triton before TRITON_INTERPRET=1 was set (transformers does), they are compiled-mode objects
+      that refuse to run inside an interpreted kernel. Re-wrap them as interpreted functions.
+    """
+    global _compat_done
+    if _compat_done:
+        return
+    _compat_done = True
+    try:
+        import triton.language as tl
+        from triton.runtime import interpreter
+        from triton.runtime.jit import JITFunction
+    except ImportError:
+        return
+    original = getattr(interpreter, "_patch_lang_tensor", None)
+    if original is not None:
+
+        def patch(tensor: object, scope: object) -> None:
+            original(tensor, scope)
+            scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.reshape(-1)[0]))  # type: ignore[attr-defined]
+
+        interpreter._patch_lang_tensor = patch
+
+    import sys
+
+    wrapped: dict[int, object] = {}
+    holders = [m for name, m in list(sys.modules.items()) if name.startswith("triton.language") and m is not None]
+    for holder in [*holders, tl.tensor]:
+        for name, value in list(vars(holder).items()):
+            if isinstance(value, JITFunction):
+                if id(value) not in wrapped:
+                    wrapped[id(value)] = interpreter.InterpretedFunction(value.fn)
+                setattr(holder, name, wrapped[id(value)])
+
+
+def dot_precision(x: torch.Tensor) -> str:
+    """tl.dot input precision: exact fp32 products for fp32 tensors (matching the reference), else the default."""
+    return "ieee" if x.dtype == torch.float32 else "tf32"

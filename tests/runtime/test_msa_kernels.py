@@ -1,0 +1,246 @@
+"""MSA Triton kernels against the torch reference: index top-k, KV-outer / split / query-outer sparse attention.
+
+On a machine without CUDA the kernels run on CPU under TRITON_INTERPRET=1 (float32 and float16: the interpreter is
+wrong in bf16) at small sizes; with CUDA the same cases run on the GPU, bf16 included. Full-size GPU checks and all
+timings live in benchmarks/msa.py.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+CUDA = torch.cuda.is_available()
+if not CUDA:
+    # Before our kernel modules are imported: triton.jit picks the interpreter at decoration time.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+    if os.environ["TRITON_INTERPRET"] != "1":
+        pytest.skip("no CUDA and TRITON_INTERPRET is off", allow_module_level=True)
+pytest.importorskip("triton")
+if not CUDA:
+    from runtime.kernels.msa_util import interpreter_compat
+
+    interpreter_compat()
+
+from runtime import kernels  # noqa: E402
+from runtime.kernels import msa, reference  # noqa: E402
+from runtime.kernels.msa_check import pooled_scores, selection_errors, sparse_rows_reference  # noqa: E402
+from runtime.kernels.msa_sparse import KVOuterConfig  # noqa: E402
+
+DEVICE = "cuda" if CUDA else "cpu"
+DTYPES = [torch.float32, torch.float16] + ([torch.bfloat16] if CUDA else [])
+# Small tiles so the interpreter exercises several sub-tiles, L2 sub-chunks and merge tiles at test sizes.
+SMALL = KVOuterConfig(sub=4, sub_tiles=2, t_sub=64, merge_t=4)
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator(device="cpu").manual_seed(seed)
+
+
+def _randn(*shape: int, dtype: torch.dtype, seed: int) -> torch.Tensor:
+    return torch.randn(*shape, generator=_gen(seed)).to(dtype).to(DEVICE)
+
+
+def _no_errors(report: dict[str, int]) -> bool:
+    return all(v == 0 for k, v in report.items() if k != "rows")
+
+
+def _same_sets(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Fraction of rows whose selected ids (ignoring -1 and order) agree."""
+    width = max(a.shape[-1], b.shape[-1])
+    pad = torch.nn.functional.pad
+    a = pad(a.long(), (0, width - a.shape[-1]), value=-1).sort(-1).values
+    b = pad(b.long(), (0, width - b.shape[-1]), value=-1).sort(-1).values
+    return (a == b).all(-1).float().mean().item()
+
+
+# ---------------------------------------------------------------- index_topk
+
+INDEX_CASES: dict[str, dict[str, Any]] = {
+    # T = S, length not a multiple of the block: the fused path and the split path (per-split top-k + merge).
+    "prefill-ragged-fused": dict(b=1, t=200, s=200, h=2, d=32, bs=16, topk=4, local=1, splits=1),
+    "prefill-ragged-split": dict(b=1, t=200, s=200, h=2, d=32, bs=16, topk=4, local=1, splits=3),
+    # 1 < T < S with two local blocks, batch of two.
+    "chunk-local2": dict(b=2, t=45, s=230, h=4, d=32, bs=32, topk=3, local=2, splits=None),
+    # Decode at M3's index shape (D 128, block 128), more slots than blocks: -1 padding.
+    "decode-m3-shape": dict(b=1, t=1, s=700, h=4, d=128, bs=128, topk=16, local=1, splits=None),
+    "decode-block64": dict(b=1, t=1, s=1000, h=4, d=64, bs=64, topk=4, local=1, splits=None),
+    # Few blocks for many slots; an index head count that does not fill the row tile evenly.
+    "few-blocks-3-heads": dict(b=1, t=90, s=90, h=3, d=32, bs=16, topk=8, local=1, splits=None),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES[:2], ids=str)
+@pytest.mark.parametrize("name", list(INDEX_CASES))
+def test_index_topk_matches_reference(name: str, dtype: torch.dtype) -> None:
+    c = INDEX_CASES[name]
+    q = _randn(c["b"], c["t"], c["h"], c["d"], dtype=dtype, seed=1)
+    k = _randn(c["b"], c["s"], c["d"], dtype=dtype, seed=2)
+    off = c["s"] - c["t"]
+    args = dict(block_size=c["bs"], topk=c["topk"], local_blocks=c["local"], q_offset=off)
+    ours = msa.index_topk(q, k, **args, splits=c["splits"])
+    ref = reference.index_topk(q, k, **args)
+    assert ours.dtype == torch.int32 and ours.shape == (c["b"], c["h"], c["t"], c["topk"])
+    report = selection_errors(ours, pooled_scores(q, k, block_size=c["bs"], local_blocks=c["local"], q_offset=off))
+    assert _no_errors(report), report
+    # Random scores leave no near-ties: the sets agree exactly with the reference's.
+    assert _same_sets(ours, ref) == 1.0
+
+
+@pytest.mark.parametrize("splits", [1, 4])
+def test_index_topk_ties_without_duplicates(splits: int) -> None:
+    # Every key block is the same 16 keys, so whole blocks tie; the choice among them is free but must be distinct.
+    bs, d = 16, 32
+    block = _randn(1, bs, d, dtype=torch.float32, seed=3)
+    k = block.repeat(1, 12, 1)[:, :185]
+    q = _randn(1, 40, 2, d, dtype=torch.float32, seed=4)
+    off = k.shape[1] - 40
+    ours = msa.index_topk(q, k, block_size=bs, topk=5, local_blocks=1, q_offset=off, splits=splits)
+    report = selection_errors(ours, pooled_scores(q, k, block_size=bs, local_blocks=1, q_offset=off))
+    assert _no_errors(report), report
+    # Ties go to the lower block id, so the choice is deterministic.
+    again = msa.index_topk(q, k, block_size=bs, topk=5, local_blocks=1, q_offset=off, splits=splits)
+    assert torch.equal(ours, again)
+
+
+def test_index_topk_rows_with_fewer_blocks_than_topk() -> None:
+    q = _randn(1, 70, 2, 32, dtype=torch.float32, seed=5)
+    k = _randn(1, 70, 32, dtype=torch.float32, seed=6)
+    ours = msa.index_topk(q, k, block_size=16, topk=6, local_blocks=1)
+    for t in (0, 15, 16, 40, 69):
+        visible = t // 16 + 1
+        row = ours[0, 0, t]
+        assert (row[:visible] >= 0).all() and (row[visible:] == -1).all(), (t, row)
+        assert t // 16 in row.tolist()  # the query's own block is always in
+
+
+# ---------------------------------------------------------------- sparse_attention
+
+SPARSE_CASES: dict[str, dict[str, Any]] = {
+    "prefill-ragged": dict(b=1, t=150, s=150, hkv=2, g=4, d=32, bs=32, topk=3, mode="kv_outer"),
+    "chunk": dict(b=2, t=40, s=200, hkv=2, g=2, d=32, bs=16, topk=4, mode="kv_outer"),
+    "chunk-auto": dict(b=1, t=24, s=200, hkv=1, g=4, d=32, bs=16, topk=5, mode="auto"),
+    "decode-group16": dict(b=1, t=1, s=300, hkv=1, g=16, d=64, bs=64, topk=4, mode="auto"),
+    "decode-m3-shape": dict(b=1, t=1, s=500, hkv=2, g=16, d=128, bs=128, topk=16, mode="split"),
+    "padding": dict(b=1, t=60, s=60, hkv=1, g=4, d=32, bs=16, topk=8, mode="kv_outer"),
+    "query-outer": dict(b=1, t=50, s=120, hkv=2, g=4, d=32, bs=16, topk=3, mode="query_outer"),
+    "query-outer-decode": dict(b=1, t=1, s=300, hkv=1, g=16, d=64, bs=64, topk=4, mode="query_outer"),
+}
+
+
+def _selection(c: dict[str, Any], dtype: torch.dtype, seed: int) -> torch.Tensor:
+    iq = _randn(c["b"], c["t"], c["hkv"], 32, dtype=dtype, seed=seed)
+    ik = _randn(c["b"], c["s"], 32, dtype=dtype, seed=seed + 1)
+    return msa.index_topk(iq, ik, block_size=c["bs"], topk=c["topk"], local_blocks=1, q_offset=c["s"] - c["t"])
+
+
+def _run_sparse(
+    c: dict[str, Any],
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    bi: torch.Tensor,
+    config: KVOuterConfig = SMALL,
+) -> torch.Tensor:
+    off = c["s"] - c["t"]
+    if c["mode"] == "query_outer":
+        return msa.sparse_attention_query_outer(q, k, v, bi, block_size=c["bs"], q_offset=off)
+    return msa.sparse_attention(q, k, v, bi, block_size=c["bs"], q_offset=off, mode=c["mode"], config=config)
+
+
+def _tolerance(dtype: torch.dtype) -> float:
+    return {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 2e-2}[dtype]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("name", list(SPARSE_CASES))
+def test_sparse_attention_matches_reference(name: str, dtype: torch.dtype) -> None:
+    c = SPARSE_CASES[name]
+    if dtype == torch.float16 and name in ("decode-m3-shape", "query-outer-decode") and not CUDA:
+        pytest.skip("float32 covers this shape on the interpreter")
+    q = _randn(c["b"], c["t"], c["hkv"] * c["g"], c["d"], dtype=dtype, seed=10)
+    k = _randn(c["b"], c["s"], c["hkv"], c["d"], dtype=dtype, seed=11)
+    v = _randn(c["b"], c["s"], c["hkv"], c["d"], dtype=dtype, seed=12)
+    bi = _selection(c, torch.float32, seed=13)
+    ours = _run_sparse(c, q, k, v, bi)
+    ref = reference.sparse_attention(q.float(), k.float(), v.float(), bi, block_size=c["bs"], q_offset=c["s"] - c["t"])
+    assert ours.shape == q.shape and ours.dtype == dtype
+    err = (ours.float() - ref).abs().max().item()
+    assert err < _tolerance(dtype), err
+
+
+def test_sparse_attention_any_selection() -> None:
+    # Not from index_topk: -1 anywhere in the row, blocks out of order, and blocks wholly in a query's future.
+    c = dict(b=1, t=48, s=96, hkv=2, g=4, d=32, bs=16, topk=4, mode="kv_outer")
+    off = 48
+    q = _randn(1, 48, 8, 32, dtype=torch.float32, seed=20)
+    k = _randn(1, 96, 2, 32, dtype=torch.float32, seed=21)
+    v = _randn(1, 96, 2, 32, dtype=torch.float32, seed=22)
+    gen = _gen(23)
+    n_blocks = 6
+    bi = torch.stack([torch.randperm(n_blocks, generator=gen)[:4] for _ in range(2 * 48)]).view(1, 2, 48, 4)
+    own = ((torch.arange(48) + off) // 16).view(1, 1, 48)
+    bi[..., 0] = own  # every query sees at least its own block
+    bi[..., 1:] = torch.where(bi[..., 1:] == own[..., None], -1, bi[..., 1:])
+    bi[:, :, ::5, 2] = -1
+    bi = bi.to(torch.int32).to(DEVICE)
+    ref = reference.sparse_attention(q, k, v, bi, block_size=16, q_offset=off)
+    for mode in ("kv_outer", "split", "query_outer"):
+        ours = _run_sparse({**c, "mode": mode}, q, k, v, bi)
+        assert (ours - ref).abs().max().item() < 1e-5, mode
+
+
+def test_sparse_attention_query_chunks_under_a_small_partial_budget() -> None:
+    c = SPARSE_CASES["prefill-ragged"]
+    q = _randn(1, c["t"], 8, 32, dtype=torch.float32, seed=30)
+    k = _randn(1, c["s"], 2, 32, dtype=torch.float32, seed=31)
+    v = _randn(1, c["s"], 2, 32, dtype=torch.float32, seed=32)
+    bi = _selection(c, torch.float32, seed=33)
+    tiny = KVOuterConfig(sub=4, sub_tiles=2, t_sub=0, merge_t=4, partial_budget=50 * 2 * 3 * 4 * (32 * 4 + 4))
+    ours = _run_sparse(c, q, k, v, bi, config=tiny)  # three chunks of 50 queries
+    ref = reference.sparse_attention(q, k, v, bi, block_size=32)
+    assert (ours - ref).abs().max().item() < 1e-5
+
+
+def test_sampled_row_reference_agrees_with_reference() -> None:
+    # The benchmark's full-size check recomputes sampled rows only; it must agree with the reference itself.
+    c = SPARSE_CASES["chunk"]
+    q = _randn(2, 40, 4, 32, dtype=torch.float32, seed=40)
+    k = _randn(2, 200, 2, 32, dtype=torch.float32, seed=41)
+    v = _randn(2, 200, 2, 32, dtype=torch.float32, seed=42)
+    bi = _selection(c, torch.float32, seed=43)
+    rows = torch.tensor([0, 7, 39], device=DEVICE)
+    ref = reference.sparse_attention(q, k, v, bi, block_size=16, q_offset=160)
+    sampled = sparse_rows_reference(q, k, v, bi, rows, block_size=16, q_offset=160)
+    assert (sampled.float() - ref[:, rows]).abs().max().item() < 1e-5
+
+
+# ---------------------------------------------------------------- through the runtime model
+
+
+def test_model_with_msa_kernels_matches_reference(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    from runtime import load_model
+    from runtime.tiny import tiny_text_config, write_tiny_checkpoint
+
+    cfg = tiny_text_config(index_block_size=16, index_topk_blocks=2, head_dim=16, index_head_dim=16)
+    path = write_tiny_checkpoint(tmp_path / "tiny", layout="text", seed=5, text_config=cfg, with_tokenizer=False)
+    model = load_model(path, device=DEVICE, dtype=torch.float32)
+    ids = torch.randint(0, cfg["vocab_size"], (1, 56), generator=_gen(50)).to(DEVICE)
+
+    def run() -> torch.Tensor:
+        # Prefill 40 (3 blocks, one ragged), a chunk of 15, then one decode step: all three kernel paths.
+        cache = model.new_cache()
+        parts = [model(ids[:, :40], [cache]), model(ids[:, 40:55], [cache]), model(ids[:, 55:], [cache])]
+        return torch.cat(parts, dim=1)
+
+    assert msa.triton_enabled(ids)  # the kernels, not the reference fallback, serve these shapes
+    kernels.reset()
+    want = run()
+    with kernels.overriding(index_topk=msa.index_topk, sparse_attention=msa.sparse_attention):
+        got = run()
+    assert (got - want).abs().max().item() < 1e-4
