@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
+pytest.importorskip("transformers.models.minimax_m3_vl", reason="needs transformers >= 5.23 (MiniMax-M3)")
 if not torch.cuda.is_available():
     pytest.skip("no CUDA device", allow_module_level=True)
 
