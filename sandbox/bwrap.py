@@ -45,6 +45,9 @@ HIDDEN_DIRS = ("/home", "/root", "/run")  # other users' files, keys, and socket
 class BwrapSandbox:
     """Runs `bash -c` in a bubblewrap sandbox per command; reads and writes the workspace directly."""
 
+    # Each command gets fresh namespaces, so `network` may change between commands (an approved escalation).
+    network_per_command = True
+
     def __init__(
         self,
         workspace: Path,

@@ -95,18 +95,19 @@ class ApprovalGate:
     policy: Policy = "workspace-write"
     allowed: set[str] = field(default_factory=set)
 
-    async def check(self, command: str, workspace: Path) -> str | None:
-        """None when the command may run; else why not (said to the model)."""
+    async def check(self, command: str, workspace: Path) -> tuple[str | None, list[str]]:
+        """(why not, said to the model; or None) and the actions the person allowed for this command."""
+        granted: list[str] = []
         for action in classify(command, workspace, self.policy):
-            if action in self.allowed:
-                continue
-            answer = await self.ask(action, command)
-            if answer == "deny":
-                return (f"The person denied this command ({action}). Do not retry it; find another way or ask "
-                        "them in your answer.")
-            if answer == "session":
-                self.allowed.add(action)
-        return None
+            if action not in self.allowed:
+                answer = await self.ask(action, command)
+                if answer == "deny":
+                    return (f"The person denied this command ({action}). Do not retry it; find another way or "
+                            "ask them in your answer."), []
+                if answer == "session":
+                    self.allowed.add(action)
+            granted.append(action)
+        return None, granted
 
     def wrap(self, sandbox: Sandbox) -> Sandbox:
         return GatedSandbox(sandbox, self)
@@ -123,9 +124,21 @@ class GatedSandbox:
 
     async def exec(self, cmd: str, *, cwd: Path | None = None, env: Mapping[str, str] | None = None,
                    timeout: float | None = None, on_output: Callable[[str], None] | None = None) -> ExecResult:
-        refusal = await self.gate.check(cmd, self.workspace)
+        refusal, granted = await self.gate.check(cmd, self.workspace)
         if refusal is not None:
             return ExecResult(exit_code=126, stdout="", stderr=refusal)
+        if NETWORK in granted and getattr(self.inner, "network", True) is False:
+            if getattr(self.inner, "network_per_command", False):
+                # The approval is the boundary's to honour: this one command runs with the network.
+                setattr(self.inner, "network", True)  # noqa: B010 - not every Sandbox has the attribute
+                try:
+                    return await self.inner.exec(cmd, cwd=cwd, env=env, timeout=timeout, on_output=on_output)
+                finally:
+                    setattr(self.inner, "network", False)  # noqa: B010
+            result = await self.inner.exec(cmd, cwd=cwd, env=env, timeout=timeout, on_output=on_output)
+            result.stderr += ("\n[network access was approved, but this sandbox was started without a network: "
+                              "start m3code with --network to give its commands one]")
+            return result
         return await self.inner.exec(cmd, cwd=cwd, env=env, timeout=timeout, on_output=on_output)
 
     async def read(self, path: Path) -> bytes:
