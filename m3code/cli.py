@@ -42,7 +42,10 @@ Model = Annotated[str | None, typer.Option(help="Model name.")]
 BaseUrl = Annotated[str | None, typer.Option(help="API base URL (any OpenAI-compatible server).")]
 ApiFormat = Annotated[str | None, typer.Option(help="openai | anthropic")]
 Thinking = Annotated[str | None, typer.Option(help="enabled | adaptive | disabled")]
-SandboxOption = Annotated[str | None, typer.Option("--sandbox", help="Where commands run: local.")]
+SandboxOption = Annotated[str | None, typer.Option("--sandbox",
+                                                   help="Where commands run: auto | docker | bwrap | local.")]
+PolicyOption = Annotated[str | None, typer.Option("--policy", help="read-only | workspace-write | full-access")]
+Network = Annotated[bool | None, typer.Option("--network/--no-network", help="Let sandboxed commands use the network.")]
 MaxTurns = Annotated[int | None, typer.Option(help="Stop after this many model turns.")]
 MaxCost = Annotated[float | None, typer.Option(help="Stop after spending this many USD.")]
 MaxTokens = Annotated[int | None, typer.Option(help="Stop after this many tokens (in + out).")]
@@ -54,12 +57,13 @@ Resume = Annotated[str | None, typer.Option(help="Continue this session id.")]
 
 
 def _job_flags(model: str | None, base_url: str | None, api_format: str | None, thinking: str | None,
-               sandbox: str | None, max_turns: int | None, max_cost: float | None, max_tokens: int | None,
-               timeout: float | None, stream: bool | None, solo: bool | None, parallel: int | None) -> dict[str, Any]:
+               sandbox: str | None, policy: str | None, network: bool | None, max_turns: int | None,
+               max_cost: float | None, max_tokens: int | None, timeout: float | None, stream: bool | None,
+               solo: bool | None, parallel: int | None) -> dict[str, Any]:
     return {"model": model, "base_url": base_url, "api_format": api_format, "thinking": thinking,
-            "sandbox": sandbox, "max_turns": max_turns, "max_cost": max_cost, "max_tokens": max_tokens,
-            "timeout": timeout, "stream": stream, "mode": None if solo is None else ("solo" if solo else "team"),
-            "parallel": parallel}
+            "sandbox": sandbox, "policy": policy, "network": network, "max_turns": max_turns,
+            "max_cost": max_cost, "max_tokens": max_tokens, "timeout": timeout, "stream": stream,
+            "mode": None if solo is None else ("solo" if solo else "team"), "parallel": parallel}
 # --- end job options ---
 
 
@@ -81,6 +85,8 @@ def _root(
     api_format: ApiFormat = None,
     thinking: Thinking = None,
     sandbox: SandboxOption = None,
+    policy: PolicyOption = None,
+    network: Network = None,
     max_turns: MaxTurns = None,
     max_cost: MaxCost = None,
     max_tokens: MaxTokens = None,
@@ -90,8 +96,8 @@ def _root(
     parallel: Parallel = None,
 ) -> None:
     """Options given here (before any command) are the app's: `m3code --model M` opens the app with M."""
-    flags = _job_flags(model, base_url, api_format, thinking, sandbox, max_turns, max_cost, max_tokens, timeout,
-                       stream, solo, parallel)
+    flags = _job_flags(model, base_url, api_format, thinking, sandbox, policy, network, max_turns, max_cost,
+                       max_tokens, timeout, stream, solo, parallel)
     given = any(v is not None for v in flags.values()) or resume is not None or workspace != Path(".")
     if ctx.invoked_subcommand is not None:
         if given:
@@ -134,22 +140,20 @@ def run(
     task: Annotated[Path | None, typer.Argument(help="Markdown file with the task.")] = None,
     workspace: Workspace = Path("."),
     resume: Annotated[str | None, typer.Option(help="Continue this session id.")] = None,
-    model: Annotated[str | None, typer.Option(help="Model name.")] = None,
-    base_url: Annotated[str | None, typer.Option(help="API base URL (any OpenAI-compatible server).")] = None,
-    api_format: Annotated[str | None, typer.Option(help="openai | anthropic")] = None,
-    thinking: Annotated[str | None, typer.Option(help="enabled | adaptive | disabled")] = None,
-    sandbox: Annotated[str | None, typer.Option(help="Where commands run: auto | docker | bwrap | local.")] = None,
-    policy: Annotated[str | None, typer.Option(help="read-only | workspace-write | full-access")] = None,
-    network: Annotated[bool | None, typer.Option("--network/--no-network",
-                                                 help="Let sandboxed commands use the network.")] = None,
-    max_turns: Annotated[int | None, typer.Option(help="Stop after this many model turns.")] = None,
-    max_cost: Annotated[float | None, typer.Option(help="Stop after spending this many USD.")] = None,
-    max_tokens: Annotated[int | None, typer.Option(help="Stop after this many tokens (in + out).")] = None,
-    timeout: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
-    stream: Annotated[bool | None, typer.Option("--stream/--no-stream", help="Stream model output.")] = None,
-    solo: Annotated[bool | None, typer.Option("--solo/--team",
-                                              help="One agent, or the planner/producers/verifier team.")] = None,
-    parallel: Annotated[int | None, typer.Option(help="Team steps that may run at once.")] = None,
+    model: Model = None,
+    base_url: BaseUrl = None,
+    api_format: ApiFormat = None,
+    thinking: Thinking = None,
+    sandbox: SandboxOption = None,
+    policy: PolicyOption = None,
+    network: Network = None,
+    max_turns: MaxTurns = None,
+    max_cost: MaxCost = None,
+    max_tokens: MaxTokens = None,
+    timeout: Timeout = None,
+    stream: Stream = None,
+    solo: Solo = None,
+    parallel: Parallel = None,
     output: Annotated[str, typer.Option(help="text (progress on stderr) | jsonl (events on stdout)")] = "text",
     # --- GitHub / CI (m3code/github) ---
     pr: Annotated[bool, typer.Option("--pr", help="When done, push the work as branch m3code/<slug> and open "
@@ -168,11 +172,8 @@ def run(
         _fail("give a task file, --from-issue OWNER/NAME#N or --resume SESSION_ID (one of them).")
     if output not in ("text", "jsonl"):
         _fail(f"--output must be text or jsonl, not {output!r}.")
-    flags = {"model": model, "base_url": base_url, "api_format": api_format, "thinking": thinking,
-             "sandbox": sandbox, "policy": policy, "network": network, "max_turns": max_turns,
-             "max_cost": max_cost, "max_tokens": max_tokens, "timeout": timeout, "stream": stream,
-             "mode": None if solo is None else ("solo" if solo else "team"),
-             "parallel": parallel}
+    flags = _job_flags(model, base_url, api_format, thinking, sandbox, policy, network, max_turns, max_cost,
+                       max_tokens, timeout, stream, solo, parallel)
     from m3code.run import RunRequest
 
     request = RunRequest(workspace=workspace, task_file=task, resume=resume, output=output,  # type: ignore[arg-type]
@@ -231,6 +232,13 @@ def steer(session_id: str, text: str, workspace: Workspace = Path(".")) -> None:
         _fail(str(exc))
     if not text.strip():
         _fail("the steering text is empty.")
+    from m3code.session.log import read_events
+    from m3code.session.state import rebuild
+
+    ended = rebuild(list(read_events(folder))).ended
+    if ended is not None and ended.status == "done":
+        _fail(f"session {folder.name} has finished; steering reaches only a running or stopped job. Start a new "
+              f"job, or continue this one in the app: m3code --resume {folder.name}")
     send(folder, text.strip())
     print(f"Sent to session {folder.name}; the job takes it at its next step boundary.")
 

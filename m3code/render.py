@@ -70,16 +70,18 @@ class ProgressPrinter:
         self.red = "\033[31m" if tty else ""
         self.green = "\033[32m" if tty else ""
         self.reset = "\033[0m" if tty else ""
+        self._prefix = ""
 
     def _say(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
+        print(self._prefix + text, file=self.out, flush=True)
 
     def __call__(self, event: Any) -> None:
         d, r = self.dim, self.reset
-        # In a team job, say whose line it is.
+        # In a team job, say whose line it is (on every line this event prints, and only on those).
         who = getattr(event, "agent", "main")
-        if who not in ("main", "team") and isinstance(event, (AssistantMessage, ToolCallStarted, ToolResultEvent)):
-            self.out.write(f"{d}[{who}]{r} ")
+        agent_line = who not in ("main", "team") and isinstance(event, (AssistantMessage, ToolCallStarted,
+                                                                         ToolResultEvent))
+        self._prefix = f"{d}[{who}]{r} " if agent_line else ""
         if isinstance(event, PlanEvent):
             self._say(f"plan v{event.version}" + (f" ({event.reason[:120]})" if event.reason else "") + ":")
             for step in event.steps:

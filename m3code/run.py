@@ -6,6 +6,7 @@ import asyncio
 import signal
 import sys
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +101,10 @@ def read_task(path: Path) -> str:
 def provider_settings(s: Settings) -> ProviderSettings:
     default_url = DEFAULT_ANTHROPIC_BASE_URL if s.api_format == "anthropic" else DEFAULT_OPENAI_BASE_URL
     base_url = s.base_url or default_url
+    parsed = urllib.parse.urlsplit(base_url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise UsageError(f"The base URL {base_url!r} is not an http(s) URL. Give one like "
+                         "http://127.0.0.1:8000/v1 (OpenAI format) or https://api.minimax.io/anthropic.")
     key = s.api_key.get_secret_value() if s.api_key else None
     if key is None and base_url in (DEFAULT_OPENAI_BASE_URL, DEFAULT_ANTHROPIC_BASE_URL):
         raise UsageError(

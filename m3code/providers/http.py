@@ -202,9 +202,9 @@ def _classify_transport_error(exc: httpx.TransportError, url: str) -> RetryableE
 
 _ADVICE = {
     "connection": "Check that the server at the base URL ({base}) is running and reachable "
-    "(network, proxy, firewall), or raise `timeout`.",
+    "(network, proxy, firewall); for a slow server raise `request_timeout` in the config.",
     "stream": "The response kept breaking off mid-way: check proxies or load balancers that cut long "
-    "streams, or try `stream: false`.",
+    "streams, or run without streaming (--no-stream, or `stream = false` in the config).",
     "http": "The service is rate-limiting or failing; wait and try again, lower concurrency, or raise "
     "`max_retries`.",
 }

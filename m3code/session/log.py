@@ -93,7 +93,8 @@ class EventLog:
             self._fh.close()
 
 
-IGNORED = ["sessions/", "worktrees/", "bench/"]
+# The file ignores itself too, so a repository shows no stray `.m3code/` until it has a config.toml to commit.
+IGNORED = ["sessions/", "worktrees/", "bench/", ".gitignore"]
 
 
 def _ignore_sessions_in_git(m3code_dir: Path) -> None:

@@ -45,6 +45,8 @@ def rebuild(events: list[Any]) -> SessionState:
     for event in events[1:]:
         if isinstance(event, SteeringEvent):
             state.steering_taken += 1
+        if isinstance(event, (AssistantMessage, Compaction)):
+            state.usage = state.usage + event.usage  # every agent's spending counts against the job's budget
         if event.agent != "main":
             continue  # a team's agents are rebuilt step by step by the team, not as one conversation
         if isinstance(event, SteeringEvent):
@@ -53,7 +55,6 @@ def rebuild(events: list[Any]) -> SessionState:
             state.messages.append(Message(role="user", content=event.content, images=event.images))  # images
         elif isinstance(event, AssistantMessage):
             state.messages.append(event.message)
-            state.usage = state.usage + event.usage
             state.turns += 1
             pending = {call.id: call for call in event.message.tool_calls}
             started = set()
@@ -68,7 +69,6 @@ def rebuild(events: list[Any]) -> SessionState:
             )
         elif isinstance(event, Compaction):
             state.messages = list(event.messages)
-            state.usage = state.usage + event.usage
         elif isinstance(event, SessionEnded):
             state.ended = event
     state.started_unfinished = [c for c in pending.values() if c.id in started]

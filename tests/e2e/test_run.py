@@ -50,7 +50,7 @@ def test_run_fixes_a_repository(demo_repo: Path, scripted_server) -> None:
     # Session logs never end up in the user's commits.
     status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=demo_repo,
                             capture_output=True, text=True)
-    assert "sessions" not in status.stdout and ".m3code/.gitignore" in status.stdout
+    assert ".m3code" not in status.stdout
 
     listing = m3code("sessions", "list", cwd=demo_repo)
     assert session.name in listing.stdout and "done" in listing.stdout
@@ -184,3 +184,16 @@ def test_bad_input_exits_2_with_the_reason(demo_repo: Path) -> None:
     neither = m3code("run", cwd=demo_repo)
     assert neither.returncode == 2 and "--resume" in neither.stderr
     assert session_dirs(demo_repo) == []  # nothing was started
+
+
+def test_a_bad_base_url_or_steering_a_finished_job_is_refused(demo_repo: Path, scripted_server) -> None:
+    bad = m3code("run", "TASK.md", "--solo", "--base-url", "notaurl", cwd=demo_repo)
+    assert bad.returncode == 2 and "not an http(s) URL" in bad.stderr
+    assert session_dirs(demo_repo) == []
+    server = scripted_server({"turns": [{"content": "Done."}]})
+    done = m3code("run", "TASK.md", "--solo", "--base-url", server.openai_base_url, cwd=demo_repo)
+    assert done.returncode == 0, done.stderr
+    [session] = session_dirs(demo_repo)
+    steer = m3code("steer", session.name, "one more thing", cwd=demo_repo)
+    assert steer.returncode == 2 and "has finished" in steer.stderr
+    assert not (session / "inbox.jsonl").exists()

@@ -82,6 +82,9 @@ def test_independent_steps_overlap_and_land_as_commits(demo_repo: Path, scripted
     assert not (demo_repo / ".m3code" / "worktrees" / session.name).exists()  # worktrees cleaned up
     kinds = [e["type"] for e in log]
     assert "plan" in kinds and "report" in kinds and kinds.count("verdict") == 3
+    for line in result.stderr.splitlines():  # one agent label per line, at its start
+        assert line.count("[producer/") + line.count("[verifier/") <= 1, line
+        assert "[" not in line or not line.lstrip().startswith(("✓ step", "· step", "verdict")), line
     shown = m3code("sessions", "show", session.name, cwd=demo_repo).stdout
     assert "plan v1: a file a; b file b" in shown and "verdict on a: PASS" in shown
     assert "[producer/a] → bash sleep 1" in shown
@@ -174,6 +177,9 @@ def test_sigkill_and_resume_redo_no_accepted_step(demo_repo: Path, scripted_serv
     branch = job_branch(demo_repo)
     assert git(demo_repo, "log", "--format=%s", f"HEAD..{branch}").split("\n")[:2] == ["second", "first"]
     assert len(by_agent(server, "planner")) == 2  # no re-planning on resume
+    # The job's cost covers both runs: every agent's turns, before and after the kill.
+    spent = sum(e["usage"]["input_tokens"] for e in log if e["type"] == "assistant_message")
+    assert log[-1]["type"] == "session_ended" and log[-1]["usage"]["input_tokens"] == spent
 
 
 def test_merge_conflict_goes_back_to_the_producer(demo_repo: Path, scripted_server) -> None:

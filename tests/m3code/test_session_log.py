@@ -42,7 +42,8 @@ def test_torn_tail_is_dropped_and_state_rebuilt(tmp_path: Path) -> None:
     assert [c.id for c in state.started_unfinished] == ["b"]
     assert [c.id for c in state.not_started] == ["c"]
     assert state.usage.cost_usd == 0.5 and state.turns == 1
-    assert (tmp_path / ".m3code" / ".gitignore").read_text().split() == ["sessions/", "worktrees/", "bench/"]
+    ignored = (tmp_path / ".m3code" / ".gitignore").read_text().split()
+    assert ignored == ["sessions/", "worktrees/", "bench/", ".gitignore"]
 
     EventLog(folder).append(UserMessage(content="more"), sync=True)  # reopening trims the torn line
     assert [type(e).__name__ for e in read_events(folder)][-1] == "UserMessage"
