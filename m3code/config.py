@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -144,6 +145,19 @@ def load_config(workspace: Path, flags: dict[str, Any] | None = None,
     return LoadedConfig(settings=settings, sources=sources)
 
 
+def _default_base_url(s: Settings) -> str:
+    from m3code.providers.profiles import DEFAULT_ANTHROPIC_BASE_URL, DEFAULT_OPENAI_BASE_URL
+
+    return DEFAULT_ANTHROPIC_BASE_URL if s.api_format == "anthropic" else DEFAULT_OPENAI_BASE_URL
+
+
+# What an unset setting amounts to, so `config show` gives the effective value rather than "(unset)".
+UNSET_MEANS: dict[str, Callable[[Settings], str]] = {
+    "base_url": _default_base_url,
+    "policy": lambda s: "full-access (no isolation)" if s.sandbox == "local" else "workspace-write",
+}
+
+
 def describe(loaded: LoadedConfig) -> list[tuple[str, str, str]]:
     """(key, shown value, source) rows with secrets masked, for `m3code config show`."""
     rows = []
@@ -154,5 +168,7 @@ def describe(loaded: LoadedConfig) -> list[tuple[str, str, str]]:
             shown = "****" + raw[-4:] if len(raw) > 8 else "****"
         else:
             shown = "(unset)" if value is None else str(value)
+        if value is None and key in UNSET_MEANS:
+            shown = UNSET_MEANS[key](loaded.settings)
         rows.append((key, shown, loaded.sources[key]))
     return rows
