@@ -75,9 +75,11 @@ def show_session(workspace: Path, session_id: str) -> str:
         elif isinstance(event, PullRequestEvent):
             out.append(f"pull request {event.action}: {event.url}")
         elif isinstance(event, ToolResultEvent):
-            head = event.output.strip().splitlines()[:3]
+            lines = event.output.strip().splitlines()
             mark = "✗" if event.is_error else "✓"
-            out.extend(f"  {mark} {line}" if i == 0 else f"    {line}" for i, line in enumerate(head))
+            out.extend(f"  {mark} {line}" if i == 0 else f"    {line}" for i, line in enumerate(lines[:3]))
+            if len(lines) > 3:
+                out.append(f"    … {len(lines) - 3} more line(s)")
         elif isinstance(event, Compaction):
             out.append(f"… history compacted ({event.tokens_before} tokens)")
         elif isinstance(event, SessionResumed):
