@@ -23,7 +23,7 @@ def make_app(repo: Path, server: Any = None, *, mode: str = "solo", resume: str 
     return M3App(options)
 
 
-async def wait_for(pilot: Pilot[Any], predicate: Callable[[], Any], timeout: float = 15.0, what: str = "") -> None:
+async def wait_for(pilot: Pilot[Any], predicate: Callable[[], Any], timeout: float = 30.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
