@@ -447,7 +447,7 @@ def decode(s: int) -> None:
     launch: dict[str, Any] = {}
     best_us = float("inf")
     for cand in ({}, {"splits": 132, "num_warps": 4}, {"splits": 264, "num_stages": 4}, {"splits": 132, "num_warps": 2},
-                 {"splits": 528}, {"splits": 1056, "num_warps": 2}):
+                 {"splits": 528}, {"splits": 1056, "num_warps": 2}, {"fuse_merge": True}):
 
         def variant(cand: dict[str, Any] = cand) -> float:
             return graph_time_us([lambda x=x: msa.index_topk(x["iq"], x["ik"], **idx_args, **cand) for x in layers])
@@ -473,15 +473,90 @@ def decode(s: int) -> None:
 
         return f
 
+    # fp8 (e4m3) index-key caches: one float32 scale per key, or one per key block.
+    quant = {per: [msa.quantize_index_keys(x["ik"], per=per, block_size=BS) for x in layers]
+             for per in ("token", "block")}
+
+    def check_fp8() -> None:
+        from runtime.kernels.msa_check import pooled_scores, selection_errors, selection_overlap
+
+        x = layers[0]
+        for per, qs in quant.items():
+            kq, sc = qs[0]
+            bi8 = msa.index_topk(x["iq"], kq, **idx_args, k_scale=sc, **launch)
+            deq = msa.dequantize_index_keys(kq, sc, block_size=BS).to(DT)
+            pooled = pooled_scores(x["iq"], deq, block_size=BS, local_blocks=LOCAL, q_offset=off,
+                                   rows=torch.tensor([0], device="cuda"))
+            report = selection_errors(bi8, pooled, rel_tol=1e-3)
+            report["overlap_with_bf16"] = selection_overlap(bi8, sels[0])
+            record_check(f"decode index_topk fp8 per-{per} S={s} (vs dequantized keys)",
+                         all(v == 0 for k, v in report.items() if k not in ("rows", "overlap_with_bf16")), report)
+
     sb = statistics.mean(sparse_bytes(bi) for bi in sels)
     row("index (bf16 index-key cache)", guarded(f"decode index {s}", lambda: graph_time_us(
         [idx_call(x) for x in layers])), s * DIDX * 2.0, launch=launch)
+    fp8_bytes = {"token": s * (DIDX + 4.0), "block": s * DIDX + s / BS * 4.0}
+    guarded(f"decode fp8 check {s}", check_fp8)
+    for per, qs in quant.items():
+
+        def fp8_call(x: dict[str, torch.Tensor], kq: torch.Tensor, sc: torch.Tensor) -> Callable[[], Any]:
+            return lambda: msa.index_topk(x["iq"], kq, **idx_args, k_scale=sc, **launch)
+
+        us8 = guarded(f"decode index fp8 {per} {s}", lambda qs=qs: graph_time_us(
+            [fp8_call(x, *q) for x, q in zip(layers, qs, strict=True)]))
+        row(f"index (fp8 index keys, per-{per} scale)", us8, fp8_bytes[per], launch=launch)
     row("sparse split (ours)", guarded(f"decode sparse {s}", lambda: graph_time_us(
         [sp_call(x, bi) for x, bi in zip(layers, sels, strict=True)])), sb)
     row("sparse query-outer (baseline)", guarded(f"decode qo {s}", lambda: graph_time_us(
         [qo_call(x, bi) for x, bi in zip(layers, sels, strict=True)])), sb)
     row("MSA total (index + sparse)", guarded(f"decode msa {s}", lambda: graph_time_us(
         [msa_call(x) for x in layers])), s * DIDX * 2.0 + sb)
+
+    def msa8_call(x: dict[str, torch.Tensor], kq: torch.Tensor, sc: torch.Tensor) -> Callable[[], Any]:
+        def f() -> None:
+            sel = msa.index_topk(x["iq"], kq, **idx_args, k_scale=sc, **launch)
+            msa.sparse_attention(x["q"], x["k"], x["v"], sel, block_size=BS, q_offset=off)
+
+        return f
+
+    row("MSA total, fp8 index keys (per-token)", guarded(f"decode msa fp8 {s}", lambda: graph_time_us(
+        [msa8_call(x, *q) for x, q in zip(layers, quant["token"], strict=True)])), fp8_bytes["token"] + sb)
+
+
+def fp8_selection_quality(s: int = 131072, t: int = 128) -> None:
+    """Overlap of the fp8-cache selection with the bf16 one: random keys, and keys with strongly matching blocks
+    planted (4 per query, disjoint between queries, strengths ~1.5-3x the best random block's score)."""
+    from runtime.kernels import msa
+    from runtime.kernels.msa_check import selection_overlap
+
+    off = s - t
+    args = dict(block_size=BS, topk=TOPK, local_blocks=LOCAL, q_offset=off)
+    inp = make_inputs(t, s, seed=99)
+    iq, ik = inp["iq"], inp["ik"].clone()
+    out: dict[str, Any] = {"S": s, "queries": t, "rows": t * HIDX}
+    gen = torch.Generator(device="cpu").manual_seed(5)
+    n_blocks = off // BS
+    planted = torch.randperm(n_blocks, generator=gen)[: 4 * t].view(t, 4)
+    for case in ("random", "planted"):
+        if case == "planted":
+            u = iq[0].float().sum(1)
+            u = u / u.norm(dim=-1, keepdim=True)  # [t, DIDX]: the query's mean index-head direction
+            strength = 8 + 8 * torch.rand(t, 4, generator=gen)
+            where = planted * BS + torch.randint(0, BS, (t, 4), generator=gen)
+            ik[0, where.view(-1).cuda()] = (strength.cuda()[..., None] * u[:, None, :]).view(-1, DIDX).to(DT)
+        ref = msa.index_topk(iq, ik, **args)
+        for per in ("token", "block"):
+            kq, sc = msa.quantize_index_keys(ik, per=per, block_size=BS)
+            sel = msa.index_topk(iq, kq, k_scale=sc, **args)
+            out[f"{case}_overlap_fp8_{per}"] = selection_overlap(sel, ref)
+            if case == "planted":
+                want = planted.cuda()[None, None].expand(1, HIDX, t, 4)
+                out[f"planted_recall_fp8_{per}"] = selection_overlap(sel, want)
+        if case == "planted":
+            want = planted.cuda()[None, None].expand(1, HIDX, t, 4)
+            out["planted_recall_bf16"] = selection_overlap(ref, want)
+    RESULTS["fp8_overlap"] = out
+    log(f"fp8 selection quality: {out}")
 
 
 # ---------------------------------------------------------------- report
@@ -503,7 +578,9 @@ def targets() -> list[dict[str, Any]]:
     idx = find(pre, "T", big, "index", "ms")
     layer = find(pre, "T", big, "MSA layer", "ms")
     dense = find(pre, "T", big, "dense SDPA", "ms")
-    dec1m = find(dec, "S", 1 << 20, "MSA total", "us")
+    dec1m = find(dec, "S", 1 << 20, "MSA total (index", "us")
+    idx8 = find(dec, "S", 1 << 20, "index (fp8 index keys, per-token", "us")
+    msa8 = find(dec, "S", 1 << 20, "MSA total, fp8", "us")
     out = [
         ("KV-outer >= 3x query-outer at 128K", qo / kv if kv and qo else None, ">= 3"),
         ("KV-outer at 128K <= 25 ms (H200)", kv, "<= 25"),
@@ -511,6 +588,8 @@ def targets() -> list[dict[str, Any]]:
         ("index branch fused at 128K <= 20 ms", idx, "<= 20"),
         ("MSA layer >= 15x dense SDPA at 128K", dense / layer if dense and layer else None, ">= 15"),
         ("decode at 1M KV <= 75 us per layer-token", dec1m, "<= 75"),
+        ("decode index at 1M, fp8 index keys <= 45 us", idx8, "<= 45"),
+        ("decode MSA total at 1M, fp8 index keys <= 75 us", msa8, "<= 75"),
     ]
     res = []
     for name, value, goal in out:
@@ -547,6 +626,12 @@ def print_tables() -> None:
     for r in RESULTS["decode"]:
         print(f"{r['S']:>8} {r['variant']:<36} {fmt(r.get('us'), '.1f'):>9} {fmt(r.get('TBps'), '.2f'):>7} "
               f"{fmt(r.get('pct_copy_peak'), '.0f'):>7}")
+    if RESULTS.get("fp8_overlap"):
+        o = RESULTS["fp8_overlap"]
+        print(f"\nfp8 index keys: overlap with the bf16 selection (S={o['S']}, {o['rows']} rows)")
+        for key, val in o.items():
+            if key not in ("S", "queries", "rows"):
+                print(f"  {key:<32} {val:.4f}")
     print("\ncorrectness")
     for r in RESULTS["correctness"]:
         print(f"  {'PASS' if r['ok'] else 'FAIL'}  {r['check']}")
@@ -584,6 +669,8 @@ def main() -> int:
     guarded("prefill 128K", lambda: prefill(131072, None))
     torch.cuda.empty_cache()
     guarded("chunked prefill", chunked_prefill_check)
+    torch.cuda.empty_cache()
+    guarded("fp8 selection quality", fp8_selection_quality)
     torch.cuda.empty_cache()
     for s in (131072, 524288, 1 << 20):
         guarded(f"decode {s}", lambda s=s: decode(s))

@@ -69,10 +69,22 @@ def index_topk(
     topk: int,
     local_blocks: int,
     q_offset: int = 0,
+    k_scale: torch.Tensor | None = None,
     **launch: Any,
 ) -> torch.Tensor:
-    """Top-k key blocks per (index head, query): int32 [B, H, T, topk], left-packed, -1 padded, distinct."""
-    if not (triton_enabled(idx_q) and _supported(idx_q, idx_q.shape[-1], block_size)):
+    """Top-k key blocks per (index head, query): int32 [B, H, T, topk], left-packed, -1 padded, distinct.
+
+    With `k_scale`, idx_k is a quantized index-key cache (see `quantize_index_keys`: float8_e4m3fn keys and float32
+    scales, per key [B, S] or per key block [B, ceil(S / block_size)]) and the selection is that of the dequantized
+    keys `dequantize_index_keys(idx_k, k_scale, block_size)`. The Triton kernel reads the fp8 keys directly (half the
+    bytes of a bf16 cache) and upcasts them to idx_q's dtype in registers.
+    """
+    kernel_ok = triton_enabled(idx_q) and _supported(idx_q, idx_q.shape[-1], block_size)
+    if k_scale is not None and idx_k.dtype not in (torch.float32, torch.float16, torch.bfloat16) and not idx_q.is_cuda:
+        kernel_ok = False  # fp8 loads need a GPU; the interpreter runs the scale path with float16 stand-ins
+    if not kernel_ok:
+        if k_scale is not None:
+            idx_k = dequantize_index_keys(idx_k, k_scale, block_size=block_size).to(idx_q.dtype)
         return reference.index_topk(
             idx_q, idx_k, block_size=block_size, topk=topk, local_blocks=local_blocks, q_offset=q_offset
         )
@@ -80,8 +92,51 @@ def index_topk(
     from runtime.kernels import msa_index
 
     return msa_index.index_topk(
-        idx_q, idx_k, block_size=block_size, topk=topk, local_blocks=local_blocks, q_offset=q_offset, **launch
-    )
+        idx_q, idx_k, block_size=block_size, topk=topk, local_blocks=local_blocks, q_offset=q_offset,
+        k_scale=k_scale, **launch,
+    )  # fmt: skip
+
+
+FP8_MAX = 448.0  # largest finite float8_e4m3fn
+
+
+def quantize_index_keys(
+    idx_k: torch.Tensor, *, per: str = "token", block_size: int = 128, dtype: torch.dtype | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Quantize an index-key cache [B, S, D] to float8_e4m3fn with float32 absmax scales.
+
+    per="token": scales [B, S] (one per key; 4 bytes per key on top of D bytes); per="block": scales
+    [B, ceil(S / block_size)] (one per key block, shared by its keys). Returns (keys, scales) with
+    keys * scale ~= idx_k. `dtype` overrides the storage type (tests use float16 to run the same path on CPU).
+    """
+    b, s, d = idx_k.shape
+    x = idx_k.float()
+    if per == "token":
+        amax = x.abs().amax(-1)
+        scale = (amax / FP8_MAX).clamp(min=1e-12)
+        q = x / scale[..., None]
+    elif per == "block":
+        n = -(-s // block_size)
+        pad = torch.nn.functional.pad(x, (0, 0, 0, n * block_size - s))
+        amax = pad.view(b, n, block_size * d).abs().amax(-1)
+        scale = (amax / FP8_MAX).clamp(min=1e-12)
+        q = (pad.view(b, n, block_size, d) / scale[..., None, None]).view(b, n * block_size, d)[:, :s]
+    else:
+        raise ValueError(f"per must be 'token' or 'block', not {per!r}")
+    q = q.clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)
+    if dtype is not None:
+        q = q.to(dtype)
+    return q, scale.contiguous()
+
+
+def dequantize_index_keys(keys: torch.Tensor, scale: torch.Tensor, *, block_size: int = 128) -> torch.Tensor:
+    """float32 [B, S, D] from `quantize_index_keys`' output (either scale granularity)."""
+    b, s, _ = keys.shape
+    x = keys.float()
+    if scale.shape == (b, s):
+        return x * scale.float()[..., None]
+    per_key = scale.float().repeat_interleave(block_size, dim=1)[:, :s]
+    return x * per_key[..., None]
 
 
 def sparse_attention(

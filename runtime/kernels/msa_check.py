@@ -107,3 +107,11 @@ def sparse_rows_reference(
     scores = scores.masked_fill(~allowed.flatten(3, 4).unsqueeze(3), float("-inf"))
     out = torch.matmul(torch.softmax(scores, dim=-1), vv)  # [B, Hkv, R, G, D]
     return out.permute(0, 2, 1, 3, 4).reshape(b, len(rows), hq, d)
+
+
+def selection_overlap(ids: torch.Tensor, ref: torch.Tensor) -> float:
+    """Mean over rows of |ids ∩ ref| / |ref| (ignoring -1 and order): how much of ref's selection ids kept."""
+    a = ids.reshape(-1, ids.shape[-1]).long()
+    b = ref.reshape(-1, ref.shape[-1]).long()
+    hit = ((a[:, :, None] == b[:, None, :]) & (b >= 0)[:, None, :]).any(1).sum(-1).float()
+    return (hit / (b >= 0).sum(-1).clamp(min=1).float()).mean().item()

@@ -25,6 +25,7 @@ from runtime.kernels.msa_util import device_programs, dot_precision, next_pow2
 # the running top-k needs a single min per block and the merge a single max per pick.
 _NEG_INF_ORDERED = tl.constexpr(-2139095041)  # _ordered(-inf)
 _FLOOR = tl.constexpr(-9187343244130779136)  # _pack(-inf, 0x7FFFFFFF): below every real key
+_MERGE_ELEMS = 4096  # most packed keys one program merges at once in the fused split merge ([rows, candidates])
 
 
 @triton.jit
@@ -45,11 +46,26 @@ def _unpack_id(key):
 
 
 @triton.jit
+def _top_keys(keys, ROWS: tl.constexpr, TOPK: tl.constexpr, KPF: tl.constexpr):
+    """The TOPK largest packed keys of each row of keys, in columns 0..TOPK-1 of a [ROWS, KPF] tile (rest _FLOOR)."""
+    fcol = tl.arange(0, KPF)
+    sel = tl.full([ROWS, KPF], _FLOOR, dtype=tl.int64)
+    for i in tl.static_range(TOPK):
+        best = tl.max(keys, axis=1)
+        sel = tl.where(fcol[None, :] == i, best[:, None], sel)
+        keys = tl.where(keys == best[:, None], _FLOOR, keys)
+    return sel
+
+
+@triton.jit
 def _index_topk_kernel(
     q_ptr,
     k_ptr,
+    scale_ptr,
     out_ptr,
     cand_ptr,
+    cand2_ptr,
+    count_ptr,
     T,
     S,
     q_offset,
@@ -61,6 +77,7 @@ def _index_topk_kernel(
     sq_h,
     sk_b,
     sk_s,
+    ss_b,
     so_b,
     so_h,
     so_t,
@@ -74,7 +91,15 @@ def _index_topk_kernel(
     LOCAL: tl.constexpr,
     SPLIT: tl.constexpr,
     PREC: tl.constexpr,
+    SCALE: tl.constexpr = 0,
+    FUSE: tl.constexpr = False,
+    GS: tl.constexpr = 1,
+    NG: tl.constexpr = 1,
+    KPF: tl.constexpr = 16,
 ):
+    # SCALE: 0 = keys as stored; 1 = one float32 scale per key (fp8 cache); 2 = one per key block (must be > 0).
+    # FUSE (split form only): the last split of each group of GS merges the group's candidates, and the last group
+    # of the query tile merges the groups' winners and writes the result, all in this launch (no merge kernel).
     # Latest query tiles walk the most key blocks: launch them first so the tail of the grid is short work.
     pid_q = n_qtiles - 1 - tl.program_id(0)
     pid_s = tl.program_id(1)
@@ -103,7 +128,11 @@ def _index_topk_kernel(
     for n in range(n_lo, n_hi):
         kpos = n * BS + j
         kt = tl.load(k_ptr + b * sk_b + kpos[None, :] * sk_s + d[:, None], mask=(kpos < S)[None, :], other=0.0)
-        s = tl.dot(q, kt, input_precision=PREC)
+        s = tl.dot(q, kt.to(q.dtype), input_precision=PREC)
+        if SCALE == 1:
+            s = s * tl.load(scale_ptr + b * ss_b + kpos, mask=kpos < S, other=1.0)[None, :]
+        elif SCALE == 2:
+            s = s * tl.load(scale_ptr + b * ss_b + n)
         # Only blocks reaching past the tile's first query need the causal mask (that includes the ragged last one);
         # the split (decode) form masks always, a cheap [rows, block] select that keeps the loop branch-free.
         if SPLIT:  # noqa: SIM114 - a constexpr branch and a runtime one; Triton compiles them differently
@@ -121,8 +150,42 @@ def _index_topk_kernel(
 
     if SPLIT:
         keys = tl.where(_unpack_id(keys) >= 0, keys, _FLOOR)  # placeholders (incl. +inf padding) are not candidates
-        off = (((b * H + h) * T + t).to(tl.int64) * n_splits + pid_s)[:, None] * KP + kcol[None, :]
-        tl.store(cand_ptr + off, keys, mask=row_ok[:, None])
+        if FUSE:
+            # Candidates per program: [b, qtile, split, ROWS, KP]; group winners: [b, qtile, group, ROWS, KPF].
+            tile = b * n_qtiles + pid_q
+            tl.store(cand_ptr + ((tile * n_splits + pid_s) * ROWS + r)[:, None] * KP + kcol[None, :], keys)
+            n_groups = tl.cdiv(n_splits, GS)
+            grp = pid_s // GS
+            in_grp = tl.minimum(GS, n_splits - grp * GS)
+            # Every thread's store precedes the release; the acquire makes the other programs' stores visible.
+            tl.debug_barrier()
+            done = tl.atomic_add(count_ptr + tile * (NG + 1) + grp, 1, sem="acq_rel")
+            if done == in_grp - 1:
+                tl.store(count_ptr + tile * (NG + 1) + grp, 0)  # ready for the next call (CUDA-graph replays)
+                c = tl.arange(0, GS * KP)
+                sp = grp * GS + c // KP
+                src = ((tile * n_splits + sp)[None, :] * ROWS + r[:, None]) * KP + (c % KP)[None, :]
+                cand = tl.load(cand_ptr + src, mask=(sp < n_splits)[None, :], other=_FLOOR, cache_modifier=".cg")
+                win = _top_keys(cand, ROWS, TOPK, KPF)
+                fcol = tl.arange(0, KPF)
+                tl.store(cand2_ptr + ((tile * NG + grp) * ROWS + r)[:, None] * KPF + fcol[None, :], win)
+                tl.debug_barrier()
+                done2 = tl.atomic_add(count_ptr + tile * (NG + 1) + NG, 1, sem="acq_rel")
+                if done2 == n_groups - 1:
+                    tl.store(count_ptr + tile * (NG + 1) + NG, 0)
+                    c2 = tl.arange(0, NG * KPF)
+                    g2 = c2 // KPF
+                    src2 = ((tile * NG + g2)[None, :] * ROWS + r[:, None]) * KPF + (c2 % KPF)[None, :]
+                    cand2 = tl.load(cand2_ptr + src2, mask=(g2 < n_groups)[None, :], other=_FLOOR, cache_modifier=".cg")
+                    best = _top_keys(cand2, ROWS, TOPK, KPF)
+                    ids = _unpack_id(best)
+                    ids = tl.where(((best >> 32) > _NEG_INF_ORDERED) & (ids >= 0), ids, -1)
+                    ids = tl.sort(ids, dim=1, descending=True)
+                    off = b * so_b + h[:, None] * so_h + t[:, None] * so_t + fcol[None, :]
+                    tl.store(out_ptr + off, ids, mask=row_ok[:, None] & (fcol[None, :] < TOPK))
+        else:
+            off = (((b * H + h) * T + t).to(tl.int64) * n_splits + pid_s)[:, None] * KP + kcol[None, :]
+            tl.store(cand_ptr + off, keys, mask=row_ok[:, None])
     else:
         ids = _unpack_id(keys)
         ids = tl.sort(tl.where(ids >= 0, ids, -1), dim=1, descending=True)
@@ -172,8 +235,15 @@ def index_topk(
     rows: int | None = None,
     num_stages: int = 3,
     num_warps: int | None = None,
+    k_scale: torch.Tensor | None = None,
+    fuse_merge: bool = False,
 ) -> torch.Tensor:
-    """Triton `index_topk` (see `reference.index_topk`); the keywords after q_offset set the launch shape."""
+    """Triton `index_topk` (see `reference.index_topk`); the keywords after q_offset set the launch shape.
+
+    k_scale: scores use idx_k * k_scale, for a quantized (e.g. float8_e4m3fn) index-key cache: float32 [B, S] (one
+    scale per key) or [B, ceil(S / block_size)] (one positive scale per key block). fuse_merge: merge the split
+    candidates inside the scoring launch (slower on the H200: see msa_notes.md; off by default).
+    """
     b, t, h, d = idx_q.shape
     s = idx_k.shape[1]
     if idx_k.shape[0] != b or idx_k.shape[2] != d:
@@ -189,6 +259,16 @@ def index_topk(
         idx_q = idx_q.contiguous()
     if idx_k.stride(-1) != 1:
         idx_k = idx_k.contiguous()
+    scale_mode = 0
+    if k_scale is not None:
+        n_blk = -(-s // block_size)
+        if k_scale.shape == (b, s):
+            scale_mode = 1
+        elif k_scale.shape == (b, n_blk):
+            scale_mode = 2
+        else:
+            raise ValueError(f"k_scale {tuple(k_scale.shape)} is neither [B, S] nor [B, S / block_size]")
+        k_scale = k_scale.to(torch.float32).contiguous()
     kp = next_pow2(max(topk, 2))
     if rows is None:
         rows = min(128, max(16, next_pow2(t * h)))
@@ -206,19 +286,31 @@ def index_topk(
     split = splits > 1
     # A split cannot contribute more candidates than it has blocks.
     kp_split = max(2, min(kp, next_pow2(per_split))) if split else kp
-    cand = torch.empty((b, h, t, splits, kp_split) if split else (1,), dtype=torch.int64, device=idx_q.device)
+    # Fused merge: groups of gs splits (gs x kp_split candidates per row), then ng groups' kp winners per row.
+    gs = max(1, min(next_pow2(splits), _MERGE_ELEMS // (rows * kp_split)))
+    n_groups = -(-splits // gs)
+    ng = next_pow2(n_groups)
+    fuse = split and rows * ng * kp <= _MERGE_ELEMS and fuse_merge
+    dev = idx_q.device
+    if fuse:
+        cand = torch.empty((b, n_qtiles, splits, rows, kp_split), dtype=torch.int64, device=dev)
+        cand2 = torch.empty((b, n_qtiles, ng, rows, kp), dtype=torch.int64, device=dev)
+        counts = torch.zeros((b, n_qtiles, ng + 1), dtype=torch.int32, device=dev)
+    else:
+        cand = torch.empty((b, h, t, splits, kp_split) if split else (1,), dtype=torch.int64, device=dev)
+        cand2 = counts = cand
     warps = num_warps or (8 if rows * block_size >= 128 * 128 else 4)
     _index_topk_kernel[(n_qtiles, splits, b)](
-        idx_q, idx_k, out, cand,
+        idx_q, idx_k, k_scale if k_scale is not None else idx_k, out, cand, cand2, counts,
         t, s, q_offset, n_qtiles, per_split, splits,
         idx_q.stride(0), idx_q.stride(1), idx_q.stride(2),
-        idx_k.stride(0), idx_k.stride(1),
+        idx_k.stride(0), idx_k.stride(1), k_scale.stride(0) if k_scale is not None else 0,
         out.stride(0), out.stride(1), out.stride(2),
         H=h, D=d, BS=block_size, ROWS=rows, BLOCK_Q=block_q, TOPK=topk, KP=kp_split, LOCAL=local_blocks,
-        SPLIT=split, PREC=dot_precision(idx_q),
+        SPLIT=split, PREC=dot_precision(idx_q), SCALE=scale_mode, FUSE=fuse, GS=gs, NG=ng, KPF=kp,
         num_warps=warps, num_stages=num_stages,
     )  # fmt: skip
-    if split:
+    if split and not fuse:
         n_cand = splits * kp_split
         nc = next_pow2(n_cand)
         n_rows = b * h * t

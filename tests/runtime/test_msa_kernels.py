@@ -118,6 +118,85 @@ def test_index_topk_rows_with_fewer_blocks_than_topk() -> None:
         assert t // 16 in row.tolist()  # the query's own block is always in
 
 
+@pytest.mark.parametrize("fuse", [True, False])
+@pytest.mark.parametrize("name", ["prefill-ragged-split", "chunk-local2", "decode-m3-shape", "decode-block64"])
+def test_index_topk_fused_and_kernel_merge_agree(name: str, fuse: bool) -> None:
+    # Split forms: candidates merged inside the scoring launch (last program per group, then per query tile) or by
+    # the separate merge kernel; both must be exact. Many splits so the fused form has several groups.
+    c = INDEX_CASES[name]
+    q = _randn(c["b"], c["t"], c["h"], c["d"], dtype=torch.float32, seed=11)
+    k = _randn(c["b"], c["s"], c["d"], dtype=torch.float32, seed=12)
+    off = c["s"] - c["t"]
+    args = dict(block_size=c["bs"], topk=c["topk"], local_blocks=c["local"], q_offset=off)
+    splits = max(2, (off + c["t"] - 1) // c["bs"] + 1)  # one key block per split
+    ours = msa.index_topk(q, k, **args, splits=splits, fuse_merge=fuse)
+    report = selection_errors(ours, pooled_scores(q, k, block_size=c["bs"], local_blocks=c["local"], q_offset=off))
+    assert _no_errors(report), report
+    assert _same_sets(ours, reference.index_topk(q, k, **args)) == 1.0
+    # Counters reset themselves: a second call (as in a CUDA-graph replay) gives the same answer.
+    assert torch.equal(ours, msa.index_topk(q, k, **args, splits=splits, fuse_merge=fuse))
+
+
+@pytest.mark.parametrize("per", ["token", "block"])
+def test_quantize_index_keys_roundtrip(per: str) -> None:
+    from runtime.kernels.msa import dequantize_index_keys, quantize_index_keys
+
+    k = torch.randn(2, 300, 64, generator=_gen(13)) * torch.linspace(0.01, 30, 300)[None, :, None]
+    q8, scale = quantize_index_keys(k, per=per, block_size=64)
+    assert q8.dtype == torch.float8_e4m3fn and q8.shape == k.shape
+    assert scale.shape == ((2, 300) if per == "token" else (2, 5)) and scale.dtype == torch.float32
+    back = dequantize_index_keys(q8, scale, block_size=64)
+    # e4m3 keeps 3 mantissa bits: relative error <= 2^-4 for normal values; subnormals are bounded by the scale.
+    unit = scale if per == "token" else scale.repeat_interleave(64, dim=1)[:, :300]
+    err = (back - k).abs()
+    assert (err <= k.abs() / 16 + unit[..., None] * 2.0**-9 + 1e-12).all()
+    assert q8.float().abs().max() <= 448
+
+
+@pytest.mark.parametrize("per", ["token", "block"])
+@pytest.mark.parametrize("name", ["prefill-ragged-fused", "chunk-local2", "decode-m3-shape"])
+def test_index_topk_with_scaled_keys(name: str, per: str) -> None:
+    # The fp8 cache path: quantized keys times a per-key or per-block scale. On CPU the keys travel as float16
+    # (every e4m3 value is exact in float16), so the kernel's scale path is tested under the interpreter.
+    from runtime.kernels.msa import dequantize_index_keys, quantize_index_keys
+
+    c = INDEX_CASES[name]
+    dtype = torch.float32 if CUDA else torch.float16
+    q = _randn(c["b"], c["t"], c["h"], c["d"], dtype=dtype, seed=14)
+    k = _randn(c["b"], c["s"], c["d"], dtype=torch.float32, seed=15) * 3
+    kq, scale = quantize_index_keys(k, per=per, block_size=c["bs"], dtype=None if CUDA else torch.float16)
+    off = c["s"] - c["t"]
+    args = dict(block_size=c["bs"], topk=c["topk"], local_blocks=c["local"], q_offset=off)
+    ours = msa.index_topk(q, kq, **args, k_scale=scale)
+    deq = dequantize_index_keys(kq, scale, block_size=c["bs"])
+    report = selection_errors(ours, pooled_scores(q, deq, block_size=c["bs"], local_blocks=c["local"], q_offset=off),
+                              rel_tol=1e-3)
+    assert _no_errors(report), report
+
+
+def test_selection_overlap_and_planted_blocks() -> None:
+    from runtime.kernels.msa import dequantize_index_keys, quantize_index_keys
+    from runtime.kernels.msa_check import selection_overlap
+
+    a = torch.tensor([[3, 2, 1, -1], [7, 6, 5, 4]])
+    b = torch.tensor([[1, 2, 9, -1], [4, 5, 6, 7]])
+    assert selection_overlap(a, b) == pytest.approx((2 / 3 + 1) / 2)
+    # Quantized keys keep strongly matching (planted) blocks: the reference on dequantized keys finds them all.
+    q = torch.randn(1, 4, 2, 64, generator=_gen(16))
+    k = torch.randn(1, 2048, 64, generator=_gen(17))
+    planted = [2, 5, 9, 11]
+    v = q[0].sum((0, 1))
+    for n in planted:
+        k[0, n * 128 + 7] = 60 * v / v.norm()  # far above the ~22 of the best random key of a block
+    args = dict(block_size=128, topk=6, local_blocks=1, q_offset=2044)
+    full = reference.index_topk(q, k, **args)
+    kq, scale = quantize_index_keys(k, per="token")
+    quant = reference.index_topk(q, dequantize_index_keys(kq, scale).float(), **args)
+    for sel in (full, quant):
+        assert all(set(planted) <= set(row.tolist()) for row in sel.flatten(0, 2))
+    assert selection_overlap(quant, full) >= 0.6
+
+
 # ---------------------------------------------------------------- sparse_attention
 
 SPARSE_CASES: dict[str, dict[str, Any]] = {
