@@ -67,11 +67,6 @@ class AnthropicProvider(ChatProvider):
 
     # --- one attempt -----------------------------------------------------------------------------
 
-    async def _post_once(self, body: dict[str, Any]) -> Completion:
-        response = await self._client.post(self.url, json=body, headers=self._headers())
-        check_status(response, response.content, self.settings, self.url)
-        return self._from_json(parse_json(response.content, self.url), None)
-
     def _from_json(self, data: Any, on_event: EventSink) -> Completion:
         check_payload_error(data, self.settings, self.url)
         if not isinstance(data, dict) or not isinstance(data.get("content"), list):

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from m3code.providers.base import ProviderSettings
-from m3code.providers.http import call_with_retries, make_client
+from m3code.providers.http import EventSink, call_with_retries, check_status, make_client, parse_json
 from m3code.providers.profiles import profile_for
 from m3code.providers.types import Completion, Message, StreamEvent, ToolSpec
 
@@ -52,5 +52,14 @@ class ChatProvider(ABC):
     async def _stream_once(self, body: dict[str, Any], on_event: Callable[[StreamEvent], None] | None,
                            ) -> Completion: ...
 
+    async def _post_once(self, body: dict[str, Any]) -> Completion:
+        response = await self._client.post(self.url, json=body, headers=self._headers())
+        check_status(response, response.content, self.settings, self.url)
+        return self._from_json(parse_json(response.content, self.url), None)
+
     @abstractmethod
-    async def _post_once(self, body: dict[str, Any]) -> Completion: ...
+    def _headers(self) -> dict[str, str]: ...
+
+    @abstractmethod
+    def _from_json(self, data: Any, on_event: EventSink) -> Completion:
+        """A whole (non-streamed) JSON response as a Completion; deltas go to `on_event` if given."""
