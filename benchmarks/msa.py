@@ -306,6 +306,10 @@ def prefill(t: int, kv_cfg: Any) -> Any:
 
     ms_idx = guarded(f"index {t}", lambda: cuda_time_ms(lambda: msa.index_topk(inp["iq"], inp["ik"], **idx_args)))
     row("index (score+pool+top-k, fused)", ms_idx, index_flops(t, 0))
+    for stages in (3, 4):  # the default is 2 key stages (two programs per SM); the old default was 3
+        ms_s = guarded(f"index {t} stages {stages}", lambda st=stages: cuda_time_ms(
+            lambda: msa.index_topk(inp["iq"], inp["ik"], **idx_args, num_stages=st), budget_s=0.5))
+        RESULTS["sweep"].append({"T": t, "index_num_stages": stages, "ms": ms_s})
 
     def query_outer() -> float:
         out = msa.sparse_attention_query_outer(q, k, v, bi, block_size=BS)
@@ -321,9 +325,8 @@ def prefill(t: int, kv_cfg: Any) -> Any:
     if kv_cfg is None:
         candidates = [
             KVOuterConfig(),
-            KVOuterConfig(num_stages=4),
+            KVOuterConfig(merge_t=4),
             KVOuterConfig(sub_tiles=32, t_sub=8192),
-            KVOuterConfig(t_sub=2048),
             KVOuterConfig(partial_budget=48 << 30),  # one chunk: no per-chunk plan, merge after everything
         ]
         best: tuple[float, Any] | None = None
@@ -446,8 +449,8 @@ def decode(s: int) -> None:
     # A few launch shapes for the index (memory-bound here); the fastest is kept for the index and MSA rows.
     launch: dict[str, Any] = {}
     best_us = float("inf")
-    for cand in ({}, {"splits": 132, "num_warps": 4}, {"splits": 264, "num_stages": 4}, {"splits": 132, "num_warps": 2},
-                 {"splits": 528}, {"splits": 1056, "num_warps": 2}, {"fuse_merge": True}):
+    for cand in ({}, {"splits": 132}, {"splits": 264, "num_stages": 4}, {"merge_group": 0}, {"merge_group": 128},
+                 {"splits": 528}):
 
         def variant(cand: dict[str, Any] = cand) -> float:
             return graph_time_us([lambda x=x: msa.index_topk(x["iq"], x["ik"], **idx_args, **cand) for x in layers])

@@ -18,14 +18,13 @@ import torch
 import triton
 import triton.language as tl
 
-from runtime.kernels.msa_util import device_programs, dot_precision, next_pow2
+from runtime.kernels.msa_util import device_programs, dot_precision, next_pow2, pdl_launch, pdl_wait_then_release
 
 # A (score, block id) pair packs into one int64 whose order is "higher score first, then lower id": the high word is
 # the float's bits made order-preserving as an int32, the low word is 0x7FFFFFFF - id. Keys are distinct per row, so
 # the running top-k needs a single min per block and the merge a single max per pick.
 _NEG_INF_ORDERED = tl.constexpr(-2139095041)  # _ordered(-inf)
 _FLOOR = tl.constexpr(-9187343244130779136)  # _pack(-inf, 0x7FFFFFFF): below every real key
-_MERGE_ELEMS = 4096  # most packed keys one program merges at once in the fused split merge ([rows, candidates])
 
 
 @triton.jit
@@ -47,14 +46,13 @@ def _unpack_id(key):
 
 @triton.jit
 def _top_keys(keys, ROWS: tl.constexpr, TOPK: tl.constexpr, KPF: tl.constexpr):
-    """The TOPK largest packed keys of each row of keys, in columns 0..TOPK-1 of a [ROWS, KPF] tile (rest _FLOOR)."""
+    """The TOPK largest packed keys of each row of keys, in columns 0..TOPK-1 of a [ROWS, KPF] tile (rest _FLOOR).
+
+    A bitonic top-k (`tl.topk`): log-depth rounds of compare-and-swap and pairwise max, where TOPK rounds of
+    max-then-remove were a chain of TOPK reductions across the whole program (~0.5 us each with 8 warps on the H200).
+    Keys are distinct, so the result is exact. keys must have at least KPF columns."""
     fcol = tl.arange(0, KPF)
-    sel = tl.full([ROWS, KPF], _FLOOR, dtype=tl.int64)
-    for i in tl.static_range(TOPK):
-        best = tl.max(keys, axis=1)
-        sel = tl.where(fcol[None, :] == i, best[:, None], sel)
-        keys = tl.where(keys == best[:, None], _FLOOR, keys)
-    return sel
+    return tl.where(fcol[None, :] < TOPK, tl.topk(keys, KPF, dim=1), _FLOOR)
 
 
 @triton.jit
@@ -64,8 +62,6 @@ def _index_topk_kernel(
     scale_ptr,
     out_ptr,
     cand_ptr,
-    cand2_ptr,
-    count_ptr,
     T,
     S,
     q_offset,
@@ -92,14 +88,11 @@ def _index_topk_kernel(
     SPLIT: tl.constexpr,
     PREC: tl.constexpr,
     SCALE: tl.constexpr = 0,
-    FUSE: tl.constexpr = False,
-    GS: tl.constexpr = 1,
-    NG: tl.constexpr = 1,
-    KPF: tl.constexpr = 16,
+    PDL: tl.constexpr = False,
 ):
     # SCALE: 0 = keys as stored; 1 = one float32 scale per key (fp8 cache); 2 = one per key block (must be > 0).
-    # FUSE (split form only): the last split of each group of GS merges the group's candidates, and the last group
-    # of the query tile merges the groups' winners and writes the result, all in this launch (no merge kernel).
+    if PDL:
+        pdl_wait_then_release()
     # Latest query tiles walk the most key blocks: launch them first so the tail of the grid is short work.
     pid_q = n_qtiles - 1 - tl.program_id(0)
     pid_s = tl.program_id(1)
@@ -125,14 +118,19 @@ def _index_topk_kernel(
     fill = tl.where(kcol < TOPK, float("-inf"), float("inf"))
     keys = _pack(fill, -1 - kcol)[None, :] + tl.zeros([ROWS, KP], dtype=tl.int64)
     j = tl.arange(0, BS)
+    # Scales are fetched one block ahead: a load used in the same iteration stalls the loop for a full memory
+    # round trip (Triton pipelines the key tile, not these small loads).
+    if SCALE == 1:
+        sc_next = tl.load(scale_ptr + b * ss_b + n_lo * BS + j, mask=(n_lo * BS + j < S) & (n_lo < n_hi), other=1.0)
+    elif SCALE == 2:
+        sc_next = tl.load(scale_ptr + b * ss_b + n_lo, mask=n_lo < n_hi, other=1.0)
     for n in range(n_lo, n_hi):
         kpos = n * BS + j
         kt = tl.load(k_ptr + b * sk_b + kpos[None, :] * sk_s + d[:, None], mask=(kpos < S)[None, :], other=0.0)
         s = tl.dot(q, kt.to(q.dtype), input_precision=PREC)
         if SCALE == 1:
-            s = s * tl.load(scale_ptr + b * ss_b + kpos, mask=kpos < S, other=1.0)[None, :]
-        elif SCALE == 2:
-            s = s * tl.load(scale_ptr + b * ss_b + n)
+            s = s * sc_next[None, :]
+            sc_next = tl.load(scale_ptr + b * ss_b + kpos + BS, mask=(kpos + BS < S) & (n + 1 < n_hi), other=1.0)
         # Only blocks reaching past the tile's first query need the causal mask (that includes the ragged last one);
         # the split (decode) form masks always, a cheap [rows, block] select that keeps the loop branch-free.
         if SPLIT:  # noqa: SIM114 - a constexpr branch and a runtime one; Triton compiles them differently
@@ -140,6 +138,10 @@ def _index_topk_kernel(
         elif n * BS + BS - 1 > pos_min:
             s = tl.where(kpos[None, :] <= pos[:, None], s, float("-inf"))
         pooled = tl.max(s, axis=1)
+        if SCALE == 2:
+            # A positive per-block scale commutes with the max (and leaves -inf alone).
+            pooled = pooled * sc_next
+            sc_next = tl.load(scale_ptr + b * ss_b + n + 1, mask=n + 1 < n_hi, other=1.0)
         forced = (n <= q_blk) & (n > q_blk - LOCAL)
         pooled = tl.where(forced, float("inf"), pooled)
         new = _pack(pooled, n + tl.zeros([ROWS], dtype=tl.int32))
@@ -150,42 +152,8 @@ def _index_topk_kernel(
 
     if SPLIT:
         keys = tl.where(_unpack_id(keys) >= 0, keys, _FLOOR)  # placeholders (incl. +inf padding) are not candidates
-        if FUSE:
-            # Candidates per program: [b, qtile, split, ROWS, KP]; group winners: [b, qtile, group, ROWS, KPF].
-            tile = b * n_qtiles + pid_q
-            tl.store(cand_ptr + ((tile * n_splits + pid_s) * ROWS + r)[:, None] * KP + kcol[None, :], keys)
-            n_groups = tl.cdiv(n_splits, GS)
-            grp = pid_s // GS
-            in_grp = tl.minimum(GS, n_splits - grp * GS)
-            # Every thread's store precedes the release; the acquire makes the other programs' stores visible.
-            tl.debug_barrier()
-            done = tl.atomic_add(count_ptr + tile * (NG + 1) + grp, 1, sem="acq_rel")
-            if done == in_grp - 1:
-                tl.store(count_ptr + tile * (NG + 1) + grp, 0)  # ready for the next call (CUDA-graph replays)
-                c = tl.arange(0, GS * KP)
-                sp = grp * GS + c // KP
-                src = ((tile * n_splits + sp)[None, :] * ROWS + r[:, None]) * KP + (c % KP)[None, :]
-                cand = tl.load(cand_ptr + src, mask=(sp < n_splits)[None, :], other=_FLOOR, cache_modifier=".cg")
-                win = _top_keys(cand, ROWS, TOPK, KPF)
-                fcol = tl.arange(0, KPF)
-                tl.store(cand2_ptr + ((tile * NG + grp) * ROWS + r)[:, None] * KPF + fcol[None, :], win)
-                tl.debug_barrier()
-                done2 = tl.atomic_add(count_ptr + tile * (NG + 1) + NG, 1, sem="acq_rel")
-                if done2 == n_groups - 1:
-                    tl.store(count_ptr + tile * (NG + 1) + NG, 0)
-                    c2 = tl.arange(0, NG * KPF)
-                    g2 = c2 // KPF
-                    src2 = ((tile * NG + g2)[None, :] * ROWS + r[:, None]) * KPF + (c2 % KPF)[None, :]
-                    cand2 = tl.load(cand2_ptr + src2, mask=(g2 < n_groups)[None, :], other=_FLOOR, cache_modifier=".cg")
-                    best = _top_keys(cand2, ROWS, TOPK, KPF)
-                    ids = _unpack_id(best)
-                    ids = tl.where(((best >> 32) > _NEG_INF_ORDERED) & (ids >= 0), ids, -1)
-                    ids = tl.sort(ids, dim=1, descending=True)
-                    off = b * so_b + h[:, None] * so_h + t[:, None] * so_t + fcol[None, :]
-                    tl.store(out_ptr + off, ids, mask=row_ok[:, None] & (fcol[None, :] < TOPK))
-        else:
-            off = (((b * H + h) * T + t).to(tl.int64) * n_splits + pid_s)[:, None] * KP + kcol[None, :]
-            tl.store(cand_ptr + off, keys, mask=row_ok[:, None])
+        off = (((b * H + h) * T + t).to(tl.int64) * n_splits + pid_s)[:, None] * KP + kcol[None, :]
+        tl.store(cand_ptr + off, keys, mask=row_ok[:, None])
     else:
         ids = _unpack_id(keys)
         ids = tl.sort(tl.where(ids >= 0, ids, -1), dim=1, descending=True)
@@ -199,28 +167,62 @@ def _index_merge_kernel(
     out_ptr,
     n_rows,
     n_cand,
+    group,
+    n_groups,
     TOPK: tl.constexpr,
     KP: tl.constexpr,
     NC: tl.constexpr,
     R: tl.constexpr,
+    OUT_KEYS: tl.constexpr,
+    PDL: tl.constexpr = False,
 ):
-    # R (b, h, t) rows per program: TOPK picks of the largest packed key among every split's candidates.
-    row = tl.program_id(0).to(tl.int64) * R + tl.arange(0, R)
+    if PDL:
+        pdl_wait_then_release()
+    # R (row, group) pairs per program, row = (b, h, t): TOPK picks of the largest packed key among the group's
+    # candidates cand[row, grp * group : (grp + 1) * group]. OUT_KEYS: write the picks as packed keys, [row, grp, KP]
+    # (a first level that cuts a long candidate list into groups merged in parallel); else the block ids.
+    rr = tl.program_id(0).to(tl.int64) * R + tl.arange(0, R)
+    row = rr // n_groups
     c = tl.arange(0, NC)
-    ok = (row < n_rows)[:, None] & (c < n_cand)[None, :]
-    keys = tl.load(cand_ptr + row[:, None] * n_cand + c[None, :], mask=ok, other=_FLOOR)
+    idx = (rr % n_groups)[:, None] * group + c[None, :]
+    ok = (rr < n_rows * n_groups)[:, None] & (c < group)[None, :] & (idx < n_cand)
+    keys = tl.load(cand_ptr + row[:, None] * n_cand + idx, mask=ok, other=_FLOOR)
     kcol = tl.arange(0, KP)
-    sel = tl.full([R, KP], -1, dtype=tl.int32)
-    for i in tl.static_range(TOPK):
-        best = tl.max(keys, axis=1)
-        pick = _unpack_id(best)
-        # Blocks scoring -inf (wholly in the future) and placeholders both mean "no block".
-        pick = tl.where((best >> 32) > _NEG_INF_ORDERED, pick, -1)
-        pick = tl.where(pick >= 0, pick, -1)
-        sel = tl.where(kcol[None, :] == i, pick[:, None], sel)
-        keys = tl.where(keys == best[:, None], _FLOOR, keys)
-    sel = tl.sort(sel, dim=1, descending=True)
-    tl.store(out_ptr + row[:, None] * TOPK + kcol[None, :], sel, mask=(row < n_rows)[:, None] & (kcol < TOPK)[None, :])
+    if OUT_KEYS:
+        top = _top_keys(keys, R, TOPK, KP)
+        tl.store(out_ptr + rr[:, None] * KP + kcol[None, :], top, mask=(rr < n_rows * n_groups)[:, None])
+    else:
+        best = _top_keys(keys, R, TOPK, KP)
+        sel = _unpack_id(best)
+        # Blocks scoring -inf (wholly in the future), placeholders and padding columns all mean "no block".
+        sel = tl.where(((best >> 32) > _NEG_INF_ORDERED) & (sel >= 0) & (kcol < TOPK)[None, :], sel, -1)
+        sel = tl.sort(sel, dim=1, descending=True)
+        store_ok = (rr < n_rows)[:, None] & (kcol < TOPK)[None, :]
+        tl.store(out_ptr + row[:, None] * TOPK + kcol[None, :], sel, mask=store_ok)
+
+
+def _merge_candidates(cand: torch.Tensor, out: torch.Tensor, n_rows: int, n_cand: int, topk: int, kp: int,
+                      group: int | None, pdl: dict[str, bool]) -> None:
+    """out[row] = the topk block ids among cand[row, :n_cand] (packed keys). Long lists are cut into groups of
+    `group` candidates merged in parallel first (None: 256 once a row has more than 512; 0: never), because each of
+    the topk picks is a reduction across the program, a dependent chain that one program per row walks slowly."""
+    if group is None:
+        group = 256 if n_cand > 512 else 0
+    if group and group < n_cand:
+        n_groups = -(-n_cand // group)
+        keys = torch.empty((n_rows, n_groups, kp), dtype=torch.int64, device=cand.device)
+        _index_merge_kernel[(n_rows * n_groups,)](
+            cand, keys, n_rows, n_cand, group, n_groups, TOPK=topk, KP=kp, NC=max(kp, next_pow2(group)), R=1,
+            OUT_KEYS=True,
+            num_warps=1 if group <= 256 else 4, **pdl,
+        )  # fmt: skip
+        cand, n_cand = keys, n_groups * kp
+    nc = max(kp, next_pow2(n_cand))
+    r = min(next_pow2(n_rows), max(1, 4096 // nc))
+    warps = 8 if r * nc >= 2048 else (4 if r * nc >= 512 else 1)
+    _index_merge_kernel[(triton.cdiv(n_rows, r),)](
+        cand, out, n_rows, n_cand, n_cand, 1, TOPK=topk, KP=kp, NC=nc, R=r, OUT_KEYS=False, num_warps=warps, **pdl
+    )
 
 
 def index_topk(
@@ -233,16 +235,16 @@ def index_topk(
     q_offset: int = 0,
     splits: int | None = None,
     rows: int | None = None,
-    num_stages: int = 3,
+    num_stages: int | None = None,
     num_warps: int | None = None,
     k_scale: torch.Tensor | None = None,
-    fuse_merge: bool = False,
+    merge_group: int | None = None,
 ) -> torch.Tensor:
     """Triton `index_topk` (see `reference.index_topk`); the keywords after q_offset set the launch shape.
 
     k_scale: scores use idx_k * k_scale, for a quantized (e.g. float8_e4m3fn) index-key cache: float32 [B, S] (one
-    scale per key) or [B, ceil(S / block_size)] (one positive scale per key block). fuse_merge: merge the split
-    candidates inside the scoring launch (slower on the H200: see msa_notes.md; off by default).
+    scale per key) or [B, ceil(S / block_size)] (one positive scale per key block). merge_group: see
+    `_merge_candidates`.
     """
     b, t, h, d = idx_q.shape
     s = idx_k.shape[1]
@@ -252,7 +254,8 @@ def index_topk(
         raise ValueError(f"queries at {q_offset}..{q_offset + t - 1} do not sit inside {s} keys")
     if d < 16 or d & (d - 1) or block_size < 16 or block_size & (block_size - 1):
         raise ValueError("index head dim and block size must be powers of two >= 16")
-    out = torch.full((b, h, t, topk), -1, dtype=torch.int32, device=idx_q.device)
+    # Every (row, slot) is written by the kernels (-1 where no block): no fill launch, which decode would feel.
+    out = torch.empty((b, h, t, topk), dtype=torch.int32, device=idx_q.device)
     if t == 0 or topk == 0:
         return out
     if idx_q.stride(-1) != 1:
@@ -286,36 +289,26 @@ def index_topk(
     split = splits > 1
     # A split cannot contribute more candidates than it has blocks.
     kp_split = max(2, min(kp, next_pow2(per_split))) if split else kp
-    # Fused merge: groups of gs splits (gs x kp_split candidates per row), then ng groups' kp winners per row.
-    gs = max(1, min(next_pow2(splits), _MERGE_ELEMS // (rows * kp_split)))
-    n_groups = -(-splits // gs)
-    ng = next_pow2(n_groups)
-    fuse = split and rows * ng * kp <= _MERGE_ELEMS and fuse_merge
     dev = idx_q.device
-    if fuse:
-        cand = torch.empty((b, n_qtiles, splits, rows, kp_split), dtype=torch.int64, device=dev)
-        cand2 = torch.empty((b, n_qtiles, ng, rows, kp), dtype=torch.int64, device=dev)
-        counts = torch.zeros((b, n_qtiles, ng + 1), dtype=torch.int32, device=dev)
-    else:
-        cand = torch.empty((b, h, t, splits, kp_split) if split else (1,), dtype=torch.int64, device=dev)
-        cand2 = counts = cand
+    # PDL for bf16 keys only: with an fp8 cache it made decode slower on the H200 (MSA total at 1M 103 vs 86 us, two
+    # runs), where bf16 was even or better (128K: 28.5 vs 31.4 us). Cause not found; see msa_notes.md.
+    pdl: dict[str, bool] = {"PDL": True, "launch_pdl": True} if pdl_launch(dev) and k_scale is None else {}
+    cand = torch.empty((b, h, t, splits, kp_split) if split else (1,), dtype=torch.int64, device=dev)
     warps = num_warps or (8 if rows * block_size >= 128 * 128 else 4)
+    if num_stages is None:
+        # Prefill tiles of 128 rows: two key stages leave 121 registers and 96 KB of shared memory, so two programs
+        # share an SM and one's top-k update overlaps the other's matmul (three stages: 166 registers, one program).
+        num_stages = 3 if split else 2
     _index_topk_kernel[(n_qtiles, splits, b)](
-        idx_q, idx_k, k_scale if k_scale is not None else idx_k, out, cand, cand2, counts,
+        idx_q, idx_k, k_scale if k_scale is not None else idx_k, out, cand,
         t, s, q_offset, n_qtiles, per_split, splits,
         idx_q.stride(0), idx_q.stride(1), idx_q.stride(2),
         idx_k.stride(0), idx_k.stride(1), k_scale.stride(0) if k_scale is not None else 0,
         out.stride(0), out.stride(1), out.stride(2),
         H=h, D=d, BS=block_size, ROWS=rows, BLOCK_Q=block_q, TOPK=topk, KP=kp_split, LOCAL=local_blocks,
-        SPLIT=split, PREC=dot_precision(idx_q), SCALE=scale_mode, FUSE=fuse, GS=gs, NG=ng, KPF=kp,
-        num_warps=warps, num_stages=num_stages,
+        SPLIT=split, PREC=dot_precision(idx_q), SCALE=scale_mode,
+        num_warps=warps, num_stages=num_stages, **pdl,
     )  # fmt: skip
-    if split and not fuse:
-        n_cand = splits * kp_split
-        nc = next_pow2(n_cand)
-        n_rows = b * h * t
-        r = min(next_pow2(n_rows), max(1, 4096 // nc))
-        _index_merge_kernel[(triton.cdiv(n_rows, r),)](
-            cand, out, n_rows, n_cand, TOPK=topk, KP=kp, NC=nc, R=r, num_warps=8 if r * nc >= 2048 else 4
-        )
+    if split:
+        _merge_candidates(cand, out, b * h * t, splits * kp_split, topk, kp, merge_group, pdl)
     return out

@@ -27,7 +27,7 @@ import torch
 import triton
 import triton.language as tl
 
-from runtime.kernels.msa_util import dot_precision, next_pow2
+from runtime.kernels.msa_util import dot_precision, next_pow2, pdl_launch, pdl_wait_then_release
 
 LOG2E = 1.4426950408889634
 PARTIAL_BUDGET = 4 << 30
@@ -38,7 +38,7 @@ class KVOuterConfig:
     sub: int = 4  # queries per tl.dot tile (rows = sub x G)
     sub_tiles: int = 16  # tiles one program runs against the block it loaded once
     t_sub: int = 4096  # queries per L2 sub-chunk in the sort key (0 = no sub-chunking)
-    merge_t: int = 4  # queries per merge program
+    merge_t: int = 8  # queries per merge program
     num_warps: int = 4
     num_stages: int = 3
     partial_budget: int = PARTIAL_BUDGET
@@ -188,9 +188,12 @@ def _split_kernel(
     PREC: tl.constexpr,
     FUSED: tl.constexpr,
     KP: tl.constexpr,
+    PDL: tl.constexpr = False,
 ):
     # One (b, h, t, slot) per program: the decode form, split over the selected blocks. FUSED: the last program of a
     # query to finish merges its partials, saving the merge launch (decode latency).
+    if PDL:
+        pdl_wait_then_release()
     flat = tl.program_id(0).to(tl.int64)
     n = tl.load(bi_ptr + flat)
     if n >= 0:
@@ -224,40 +227,47 @@ def _split_kernel(
             if done == n_valid - 1:
                 tt = t + tl.zeros([RP], dtype=tl.int64)
                 _merge_rows(part_o_ptr, part_lse_ptr, bi_ptr, out_ptr, row * TOPK + tl.zeros([RP], dtype=tl.int64),
-                            tt, g, row_ok, b, h, so_b, so_t, so_h, TOPK, G, D, True)
+                            tt, g, row_ok, b, h, so_b, so_t, so_h, TOPK, G, D, True, KP, 4)
                 tl.store(count_ptr + row, 0)  # leave the counter ready for the next call (CUDA-graph replays)
 
 
 @triton.jit
 def _merge_rows(
     part_o_ptr, part_lse_ptr, bi_ptr, out_ptr, slot0, t, g, ok, b, h, so_b, so_t, so_h,
-    TOPK: tl.constexpr, G: tl.constexpr, D: tl.constexpr, CG: tl.constexpr,
+    TOPK: tl.constexpr, G: tl.constexpr, D: tl.constexpr, CG: tl.constexpr, KP: tl.constexpr, UNROLL: tl.constexpr,
 ):
-    """Log-sum-exp merge of the topk partials of rows (query t, head g), online over the slots; -1 slots weigh
-    nothing. CG reads through L2 only (partials another program just wrote)."""
+    """Log-sum-exp merge of the topk partials of rows (query t, head g); -1 slots weigh nothing. CG reads through L2
+    only (partials another program just wrote).
+
+    Every slot's log-sum-exp comes first, in one [rows, KP] load, so the weights are known before any partial is read;
+    the partial loads then depend on nothing loaded in the loop, and the pipeliner can run them ahead (a loop whose
+    loads wait on the previous slot's block id ran at ~2.6 TB/s at 128K, latency-bound). UNROLL slots per step, for
+    a single program merging alone (decode), whose loads are then in flight together."""
     d = tl.arange(0, D)
-    m_run = tl.full(t.shape, float("-inf"), dtype=tl.float32)
-    l_run = tl.zeros(t.shape, dtype=tl.float32)
+    j = tl.arange(0, KP)
+    slots = slot0[:, None] + j[None, :]
+    live = ok[:, None] & (j < TOPK)[None, :]
+    valid = live & (tl.load(bi_ptr + slots, mask=live, other=-1) >= 0)
+    if CG:
+        lse = tl.load(part_lse_ptr + slots * G + g[:, None], mask=valid, other=float("-inf"), cache_modifier=".cg")
+    else:
+        lse = tl.load(part_lse_ptr + slots * G + g[:, None], mask=valid, other=float("-inf"))
+    m = tl.max(lse, axis=1)
+    m = tl.where(m == float("-inf"), 0.0, m)
+    w = tl.exp2(lse - m[:, None])  # 0 for -1 slots and for blocks wholly in a row's future
+    l_sum = tl.sum(w, axis=1)
     acc = tl.zeros([t.shape[0], D], dtype=tl.float32)
-    for j in range(TOPK):
-        n = tl.load(bi_ptr + slot0 + j, mask=ok, other=-1)
-        valid = ok & (n >= 0)
-        prow = (slot0 + j) * G + g
-        if CG:
-            lse = tl.load(part_lse_ptr + prow, mask=valid, other=float("-inf"), cache_modifier=".cg")
-            o = tl.load(part_o_ptr + prow[:, None] * D + d[None, :], mask=valid[:, None], other=0.0,
-                        cache_modifier=".cg")
-        else:
-            lse = tl.load(part_lse_ptr + prow, mask=valid, other=float("-inf"))
-            o = tl.load(part_o_ptr + prow[:, None] * D + d[None, :], mask=valid[:, None], other=0.0)
-        m_new = tl.maximum(m_run, lse)
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-        alpha = tl.exp2(m_run - m_safe)
-        w = tl.exp2(lse - m_safe)
-        acc = acc * alpha[:, None] + w[:, None] * o.to(tl.float32)
-        l_run = l_run * alpha + w
-        m_run = m_new
-    res = acc / tl.where(l_run > 0.0, l_run, 1.0)[:, None]
+    for j0 in range(0, TOPK, UNROLL):
+        for u in tl.static_range(UNROLL):
+            wj = tl.sum(tl.where(j[None, :] == j0 + u, w, 0.0), axis=1)  # 0 past TOPK
+            prow = (slot0 + j0 + u) * G + g
+            if CG:
+                o = tl.load(part_o_ptr + prow[:, None] * D + d[None, :], mask=(wj > 0.0)[:, None], other=0.0,
+                            cache_modifier=".cg")
+            else:
+                o = tl.load(part_o_ptr + prow[:, None] * D + d[None, :], mask=(wj > 0.0)[:, None], other=0.0)
+            acc += wj[:, None] * o.to(tl.float32)
+    res = acc / tl.where(l_sum > 0.0, l_sum, 1.0)[:, None]
     head = h * G + g
     tl.store(
         out_ptr + b * so_b + t[:, None].to(tl.int64) * so_t + head[:, None] * so_h + d[None, :],
@@ -282,6 +292,7 @@ def _merge_kernel(
     GP: tl.constexpr,
     D: tl.constexpr,
     BLOCK_T: tl.constexpr,
+    KP: tl.constexpr,
 ):
     pid_t = tl.program_id(0)
     h = tl.program_id(1)
@@ -291,7 +302,8 @@ def _merge_kernel(
     g = r % GP
     ok = (t < T) & (g < G)
     slot0 = ((b * HKV + h) * T + t).to(tl.int64) * TOPK
-    _merge_rows(part_o_ptr, part_lse_ptr, bi_ptr, out_ptr, slot0, t, g, ok, b, h, so_b, so_t, so_h, TOPK, G, D, False)
+    _merge_rows(part_o_ptr, part_lse_ptr, bi_ptr, out_ptr, slot0, t, g, ok, b, h, so_b, so_t, so_h,
+                TOPK, G, D, False, KP, 1)
 
 
 @triton.jit
@@ -387,6 +399,19 @@ def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bi: torch.Tensor, 
         raise ValueError("head dim and block size must be powers of two >= 16")
 
 
+_COUNTERS: dict[torch.device, torch.Tensor] = {}
+
+
+def _counters(device: torch.device, n: int) -> torch.Tensor:
+    """n zeroed int32 arrival counters for the split kernel, kept across calls: the kernel leaves them at zero, so
+    decode needs no memset launch. One stream at a time may use them (the engine decodes on one)."""
+    buf = _COUNTERS.get(device)
+    if buf is None or buf.numel() < n:
+        buf = torch.zeros(max(n, 1024), dtype=torch.int32, device=device)
+        _COUNTERS[device] = buf
+    return buf[:n]
+
+
 def _last_contiguous(x: torch.Tensor) -> torch.Tensor:
     return x if x.stride(-1) == 1 else x.contiguous()
 
@@ -440,7 +465,7 @@ def sparse_attention(
         part_lse = torch.empty((b, hkv, tc, topk, g), dtype=torch.float32, device=q.device)
         if mode == "split":
             # Decode: the merge runs in the same launch (last program per query); the counters reset themselves.
-            counts = torch.zeros(b * hkv * tc, dtype=torch.int32, device=q.device)
+            counts = _counters(q.device, b * hkv * tc)
             _split_kernel[(bi.numel(),)](
                 qc, k, v, bi, part_o, part_lse, counts, oc, oc.stride(0), oc.stride(1), oc.stride(2),
                 tc, s, q_offset + t0, qk_scale,
@@ -448,6 +473,7 @@ def sparse_attention(
                 k.stride(0), k.stride(1), k.stride(2),
                 v.stride(0), v.stride(1), v.stride(2),
                 RP=max(16, gp), FUSED=True, KP=next_pow2(max(topk, 2)), **common, num_warps=4, num_stages=2,
+                **({"PDL": True, "launch_pdl": True} if pdl_launch(q.device) else {}),
             )  # fmt: skip
             continue
         sub = max(cfg.sub, -(-16 // gp))  # tl.dot wants >= 16 rows
@@ -465,6 +491,6 @@ def sparse_attention(
         merge_t = max(1, min(cfg.merge_t, next_pow2(tc)))
         _merge_kernel[(triton.cdiv(tc, merge_t), hkv, b)](
             part_o, part_lse, bi, oc, tc, oc.stride(0), oc.stride(1), oc.stride(2),
-            HKV=hkv, TOPK=topk, G=g, GP=gp, D=d, BLOCK_T=merge_t, num_warps=4,
+            HKV=hkv, TOPK=topk, G=g, GP=gp, D=d, BLOCK_T=merge_t, KP=next_pow2(topk), num_warps=4,
         )  # fmt: skip
     return out

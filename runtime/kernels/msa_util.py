@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import functools
+import os
 
 import torch
+import triton
+import triton.language as tl
 
 
 def next_pow2(n: int) -> int:
@@ -69,3 +72,21 @@ def interpreter_compat() -> None:
 def dot_precision(x: torch.Tensor) -> str:
     """tl.dot input precision: exact fp32 products for fp32 tensors (matching the reference), else the default."""
     return "ieee" if x.dtype == torch.float32 else "tf32"
+
+
+def pdl_launch(device: torch.device) -> bool:
+    """Whether to launch with programmatic dependent launch (Hopper and later, not the interpreter; M3_MSA_PDL=0 turns
+    it off). A PDL kernel starts while the previous one drains and waits (`griddepcontrol.wait`) before it reads
+    anything that kernel wrote: in decode, where kernels are a few µs each, that hides most of each launch gap."""
+    if device.type != "cuda" or os.environ.get("M3_MSA_PDL", "1") == "0":
+        return False
+    return torch.cuda.get_device_capability(device)[0] >= 9
+
+
+@triton.jit
+def pdl_wait_then_release():
+    """In a PDL launch: wait until the previous kernel has finished and its writes are visible, then let the next
+    kernel launch. Released only after the wait, so a kernel two launches later never overtakes an unfinished one."""
+    tl.inline_asm_elementwise("griddepcontrol.wait; // $0", "=r", [], dtype=tl.int32, is_pure=False, pack=1)
+    tl.inline_asm_elementwise("griddepcontrol.launch_dependents; // $0", "=r", [], dtype=tl.int32, is_pure=False,
+                              pack=1)

@@ -118,23 +118,26 @@ def test_index_topk_rows_with_fewer_blocks_than_topk() -> None:
         assert t // 16 in row.tolist()  # the query's own block is always in
 
 
-@pytest.mark.parametrize("fuse", [True, False])
+MERGES = {"one-level": dict(merge_group=0), "grouped": dict(merge_group=5)}
+
+
+@pytest.mark.parametrize("merge", list(MERGES))
 @pytest.mark.parametrize("name", ["prefill-ragged-split", "chunk-local2", "decode-m3-shape", "decode-block64"])
-def test_index_topk_fused_and_kernel_merge_agree(name: str, fuse: bool) -> None:
-    # Split forms: candidates merged inside the scoring launch (last program per group, then per query tile) or by
-    # the separate merge kernel; both must be exact. Many splits so the fused form has several groups.
+def test_index_topk_split_merges_agree(name: str, merge: str) -> None:
+    # Split forms: the candidates merged in one level, or in groups of 5 candidates first; both must be exact. One key
+    # block per split.
     c = INDEX_CASES[name]
     q = _randn(c["b"], c["t"], c["h"], c["d"], dtype=torch.float32, seed=11)
     k = _randn(c["b"], c["s"], c["d"], dtype=torch.float32, seed=12)
     off = c["s"] - c["t"]
     args = dict(block_size=c["bs"], topk=c["topk"], local_blocks=c["local"], q_offset=off)
-    splits = max(2, (off + c["t"] - 1) // c["bs"] + 1)  # one key block per split
-    ours = msa.index_topk(q, k, **args, splits=splits, fuse_merge=fuse)
+    splits = max(2, (off + c["t"] - 1) // c["bs"] + 1)
+    ours = msa.index_topk(q, k, **args, splits=splits, **MERGES[merge])
     report = selection_errors(ours, pooled_scores(q, k, block_size=c["bs"], local_blocks=c["local"], q_offset=off))
     assert _no_errors(report), report
     assert _same_sets(ours, reference.index_topk(q, k, **args)) == 1.0
     # Counters reset themselves: a second call (as in a CUDA-graph replay) gives the same answer.
-    assert torch.equal(ours, msa.index_topk(q, k, **args, splits=splits, fuse_merge=fuse))
+    assert torch.equal(ours, msa.index_topk(q, k, **args, splits=splits, **MERGES[merge]))
 
 
 @pytest.mark.parametrize("per", ["token", "block"])
@@ -274,13 +277,15 @@ def test_sparse_attention_any_selection() -> None:
 
 
 def test_sparse_attention_query_chunks_under_a_small_partial_budget() -> None:
-    c = SPARSE_CASES["prefill-ragged"]
-    q = _randn(1, c["t"], 8, 32, dtype=torch.float32, seed=30)
-    k = _randn(1, c["s"], 2, 32, dtype=torch.float32, seed=31)
-    v = _randn(1, c["s"], 2, 32, dtype=torch.float32, seed=32)
+    # A batch of two, query chunks with a ragged last one.
+    c = {**SPARSE_CASES["prefill-ragged"], "b": 2}
+    q = _randn(2, c["t"], 8, 32, dtype=torch.float32, seed=30)
+    k = _randn(2, c["s"], 2, 32, dtype=torch.float32, seed=31)
+    v = _randn(2, c["s"], 2, 32, dtype=torch.float32, seed=32)
     bi = _selection(c, torch.float32, seed=33)
-    tiny = KVOuterConfig(sub=4, sub_tiles=2, t_sub=0, merge_t=4, partial_budget=50 * 2 * 3 * 4 * (32 * 4 + 4))
-    ours = _run_sparse(c, q, k, v, bi, config=tiny)  # three chunks of 50 queries
+    per_query = 2 * 2 * 3 * 4 * (32 * 4 + 4)
+    tiny = KVOuterConfig(sub=4, sub_tiles=2, t_sub=0, merge_t=4, partial_budget=70 * per_query)
+    ours = _run_sparse(c, q, k, v, bi, config=tiny)  # chunks of 70, 70 and 10 queries
     ref = reference.sparse_attention(q, k, v, bi, block_size=32)
     assert (ours - ref).abs().max().item() < 1e-5
 

@@ -1,0 +1,198 @@
+"""Where the MSA kernels' time goes, kernel by kernel: a diagnostic companion to `msa.py` (same shapes and timers).
+
+    python benchmarks/msa_breakdown.py [decode|prefill ...]   # writes $OUT/breakdown.json
+
+- decode (128K and 1M keys): each kernel's own device time (torch profiler over eager calls), then CUDA-graph totals
+  with programmatic dependent launch on and off, index launch shapes, and the fp8 index-key paths;
+- prefill (128K): KV-outer with the previous chunk's merge inside the next launch vs after each chunk, with each
+  kernel's device time, and the index branch.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+_spec = importlib.util.spec_from_file_location("msa_bench", ROOT / "benchmarks" / "msa.py")
+assert _spec and _spec.loader
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+OUT: dict[str, Any] = {"decode": [], "prefill": [], "kernels": []}
+
+
+def kernel_times(fn: Callable[[], Any], label: str, reps: int = 10) -> dict[str, float]:
+    """Mean device µs per call of each kernel fn launches (eager, so no graph effects)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(reps):
+            fn()
+        torch.cuda.synchronize()
+    totals: dict[str, float] = defaultdict(float)
+    for ev in prof.events():
+        if ev.device_type.name == "CUDA":
+            totals[ev.name[:60]] += ev.device_time / reps
+    times = dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+    OUT["kernels"].append({"what": label, "us": times})
+    bench.log(f"kernels {label}: " + ", ".join(f"{k}={v:.1f}" for k, v in times.items()))
+    return times
+
+
+def with_pdl(on: bool, fn: Callable[[], float]) -> float:
+    old = os.environ.get("M3_MSA_PDL")
+    os.environ["M3_MSA_PDL"] = "1" if on else "0"
+    try:
+        return fn()
+    finally:
+        if old is None:
+            os.environ.pop("M3_MSA_PDL")
+        else:
+            os.environ["M3_MSA_PDL"] = old
+
+
+def decode(s: int) -> None:
+    from runtime.kernels import msa
+
+    off = s - 1
+    layers = [bench.make_inputs(1, s, seed=s + i) for i in range(2 if s > 500_000 else 6)]
+    args = dict(block_size=bench.BS, topk=bench.TOPK, local_blocks=bench.LOCAL, q_offset=off)
+    sels = [msa.index_topk(x["iq"], x["ik"], **args) for x in layers]
+    quant = {per: [msa.quantize_index_keys(x["ik"], per=per, block_size=bench.BS) for x in layers]
+             for per in ("token", "block")}
+
+    def row(what: str, us: float | None) -> None:
+        OUT["decode"].append({"S": s, "what": what, "us": us})
+        bench.log(f"decode S={s} {what}: {us}")
+
+    x0, bi0 = layers[0], sels[0]
+    # Kernel durations without PDL: a PDL kernel's duration would include its wait for the previous one.
+    for mg in (None, 0):
+        with_pdl(False, lambda mg=mg: kernel_times(lambda: msa.index_topk(x0["iq"], x0["ik"], **args, merge_group=mg),
+                                                   f"decode index S={s} merge_group={mg}"))
+    with_pdl(False, lambda: kernel_times(
+        lambda: msa.sparse_attention(x0["q"], x0["k"], x0["v"], bi0, block_size=bench.BS, q_offset=off),
+        f"decode sparse S={s}"))
+
+    def graph(make: Callable[[dict[str, torch.Tensor], int], Callable[[], Any]]) -> float:
+        return bench.graph_time_us([make(x, i) for i, x in enumerate(layers)])
+
+    def idx(**kw: Any) -> Callable[[dict[str, torch.Tensor], int], Callable[[], Any]]:
+        return lambda x, i: lambda: msa.index_topk(x["iq"], x["ik"], **args, **kw)
+
+    def sparse(x: dict[str, torch.Tensor], i: int) -> Callable[[], Any]:
+        return lambda: msa.sparse_attention(x["q"], x["k"], x["v"], sels[i], block_size=bench.BS, q_offset=off)
+
+    def total(x: dict[str, torch.Tensor], i: int) -> Callable[[], Any]:
+        def f() -> None:
+            sel = msa.index_topk(x["iq"], x["ik"], **args)
+            msa.sparse_attention(x["q"], x["k"], x["v"], sel, block_size=bench.BS, q_offset=off)
+
+        return f
+
+    def total8(per: str) -> Callable[[dict[str, torch.Tensor], int], Callable[[], Any]]:
+        def make(x: dict[str, torch.Tensor], i: int) -> Callable[[], Any]:
+            kq, sc = quant[per][i]
+
+            def f() -> None:
+                sel = msa.index_topk(x["iq"], kq, **args, k_scale=sc)
+                msa.sparse_attention(x["q"], x["k"], x["v"], sel, block_size=bench.BS, q_offset=off)
+
+            return f
+
+        return make
+
+    def timed(what: str, on: bool, make: Callable[[dict[str, torch.Tensor], int], Callable[[], Any]]) -> None:
+        label = f"{what} ({'pdl' if on else 'no pdl'})"
+        row(label, bench.guarded(label, lambda: with_pdl(on, lambda: graph(make))))
+
+    for on in (False, True):
+        timed("index", on, idx())
+        timed("sparse", on, sparse)
+        timed("total", on, total)
+        for per in ("token", "block"):
+            timed(f"total fp8 per-{per}", on, total8(per))
+    for mg in (0, 128, 512):
+        timed(f"index merge_group={mg}", True, idx(merge_group=mg))
+    for splits in (132, 264, 396, 528):
+        for stages in (3, 4):
+            timed(f"index splits={splits} stages={stages}", True, idx(splits=splits, num_stages=stages))
+
+
+def prefill(t: int) -> None:
+    from runtime.kernels import msa
+    from runtime.kernels.msa_sparse import KVOuterConfig
+
+    inp = bench.make_inputs(t, t, seed=t)
+    args = dict(block_size=bench.BS, topk=bench.TOPK, local_blocks=bench.LOCAL)
+    bi = msa.index_topk(inp["iq"], inp["ik"], **args)
+    OUT["prefill"].append({"T": t, "what": "index", "ms": bench.cuda_time_ms(
+        lambda: msa.index_topk(inp["iq"], inp["ik"], **args))})
+    ref = None
+    for name, cfg in (("default", KVOuterConfig()), ("merge_t=4", KVOuterConfig(merge_t=4))):
+        def run(cfg: Any = cfg) -> torch.Tensor:
+            return msa.sparse_attention(inp["q"], inp["k"], inp["v"], bi, block_size=bench.BS, mode="kv_outer",
+                                        config=cfg)
+
+        out = run()
+        if ref is None:
+            ref = out
+        same = (out.float() - ref.float()).abs().max().item()
+        ms = bench.cuda_time_ms(run)
+        OUT["prefill"].append({"T": t, "what": f"kv_outer {name}", "ms": ms, "max_diff_vs_first": same})
+        bench.log(f"prefill T={t} kv_outer {name}: {ms:.2f} ms (max diff vs first config {same:.2e})")
+        kernel_times(run, f"prefill kv_outer {name} T={t}", reps=2)
+
+
+def ncu_target() -> None:
+    """One KV-outer call at 32K, for `ncu --kernel-name _kv_outer_kernel` (stall reasons, occupancy)."""
+    from runtime.kernels import msa
+
+    inp = bench.make_inputs(32768, 32768, seed=1)
+    bi = msa.index_topk(inp["iq"], inp["ik"], block_size=bench.BS, topk=bench.TOPK, local_blocks=bench.LOCAL)
+    msa.sparse_attention(inp["q"], inp["k"], inp["v"], bi, block_size=bench.BS, mode="kv_outer")
+    torch.cuda.synchronize()
+
+
+def main() -> int:
+    what = sys.argv[1:] or ["decode", "prefill"]
+    if what == ["ncu"]:
+        ncu_target()
+        return 0
+    OUT["gpu"] = torch.cuda.get_device_name()
+    if "decode" in what:
+        for s in (131072, 1 << 20):
+            bench.guarded(f"decode {s}", lambda s=s: decode(s))
+            torch.cuda.empty_cache()
+    if "prefill" in what:
+        bench.guarded("prefill", lambda: prefill(131072))
+    out_dir = Path(os.environ.get("OUT") or ROOT / "benchmarks" / "results")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "breakdown.json").write_text(json.dumps(OUT, indent=2))
+    print("\n== decode (graph µs per layer-token)")
+    for r in OUT["decode"]:
+        print(f"  S={r['S']:>8} {r['what']:<40} {r['us'] if r['us'] is None else round(r['us'], 1)}")
+    print("== prefill (ms)")
+    for r in OUT["prefill"]:
+        print(f"  T={r['T']:>7} {r['what']:<30} {r['ms']:.2f}")
+    print("== kernels (device µs per call)")
+    for r in OUT["kernels"]:
+        print(f"  {r['what']}: " + ", ".join(f"{k[:40]}={v:.1f}" for k, v in list(r["us"].items())[:6]))
+    print("errors:", bench.RESULTS["errors"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
