@@ -121,7 +121,10 @@ def _index_topk_kernel(
     # Scales are fetched one block ahead: a load used in the same iteration stalls the loop for a full memory
     # round trip (Triton pipelines the key tile, not these small loads).
     if SCALE == 1:
-        sc_next = tl.load(scale_ptr + b * ss_b + n_lo * BS + j, mask=(n_lo * BS + j < S) & (n_lo < n_hi), other=1.0)
+        # key < min(S, n_hi * BS) also says n_lo < n_hi, without a scalar in the mask (Triton 3.9's interpreter
+        # refuses one there).
+        k_end = tl.minimum(S, n_hi * BS)
+        sc_next = tl.load(scale_ptr + b * ss_b + n_lo * BS + j, mask=n_lo * BS + j < k_end, other=1.0)
     elif SCALE == 2:
         sc_next = tl.load(scale_ptr + b * ss_b + n_lo, mask=n_lo < n_hi, other=1.0)
     for n in range(n_lo, n_hi):
@@ -130,7 +133,7 @@ def _index_topk_kernel(
         s = tl.dot(q, kt.to(q.dtype), input_precision=PREC)
         if SCALE == 1:
             s = s * sc_next[None, :]
-            sc_next = tl.load(scale_ptr + b * ss_b + kpos + BS, mask=(kpos + BS < S) & (n + 1 < n_hi), other=1.0)
+            sc_next = tl.load(scale_ptr + b * ss_b + kpos + BS, mask=kpos + BS < k_end, other=1.0)
         # Only blocks reaching past the tile's first query need the causal mask (that includes the ragged last one);
         # the split (decode) form masks always, a cheap [rows, block] select that keeps the loop branch-free.
         if SPLIT:  # noqa: SIM114 - a constexpr branch and a runtime one; Triton compiles them differently
