@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from runtime.kernels.msa_util import device_programs, dot_precision, next_pow2, pdl_launch, pdl_wait_then_release
+from runtime.kernels.msa_util import device_programs, dot_precision, next_pow2, pdl_kwargs, pdl_wait_then_release
 
 # A (score, block id) pair packs into one int64 whose order is "higher score first, then lower id": the high word is
 # the float's bits made order-preserving as an int32, the low word is 0x7FFFFFFF - id. Keys are distinct per row, so
@@ -295,7 +295,7 @@ def index_topk(
     dev = idx_q.device
     # PDL for bf16 keys only: with an fp8 cache it made decode slower on the H200 (MSA total at 1M 103 vs 86 us, two
     # runs), where bf16 was even or better (128K: 28.5 vs 31.4 us). Cause not found; see msa_notes.md.
-    pdl: dict[str, bool] = {"PDL": True, "launch_pdl": True} if pdl_launch(dev) and k_scale is None else {}
+    pdl = pdl_kwargs(dev) if k_scale is None else {}
     cand = torch.empty((b, h, t, splits, kp_split) if split else (1,), dtype=torch.int64, device=dev)
     warps = num_warps or (8 if rows * block_size >= 128 * 128 else 4)
     if num_stages is None:

@@ -27,7 +27,7 @@ import torch
 import triton
 import triton.language as tl
 
-from runtime.kernels.msa_util import dot_precision, next_pow2, pdl_launch, pdl_wait_then_release
+from runtime.kernels.msa_util import dot_precision, next_pow2, pdl_kwargs, pdl_wait_then_release
 
 LOG2E = 1.4426950408889634
 PARTIAL_BUDGET = 4 << 30
@@ -473,7 +473,7 @@ def sparse_attention(
                 k.stride(0), k.stride(1), k.stride(2),
                 v.stride(0), v.stride(1), v.stride(2),
                 RP=max(16, gp), FUSED=True, KP=next_pow2(max(topk, 2)), **common, num_warps=4, num_stages=2,
-                **({"PDL": True, "launch_pdl": True} if pdl_launch(q.device) else {}),
+                **pdl_kwargs(q.device),
             )  # fmt: skip
             continue
         sub = max(cfg.sub, -(-16 // gp))  # tl.dot wants >= 16 rows

@@ -74,13 +74,17 @@ def dot_precision(x: torch.Tensor) -> str:
     return "ieee" if x.dtype == torch.float32 else "tf32"
 
 
-def pdl_launch(device: torch.device) -> bool:
-    """Whether to launch with programmatic dependent launch (Hopper and later, not the interpreter; M3_MSA_PDL=0 turns
-    it off). A PDL kernel starts while the previous one drains and waits (`griddepcontrol.wait`) before it reads
-    anything that kernel wrote: in decode, where kernels are a few µs each, that hides most of each launch gap."""
+def pdl_kwargs(device: torch.device) -> dict[str, bool]:
+    """Launch keywords for programmatic dependent launch, or none (before Hopper, off the GPU, or M3_MSA_PDL=0).
+
+    A PDL kernel starts while the previous one drains and waits (`griddepcontrol.wait`) before it reads anything that
+    kernel wrote: in decode, where kernels are a few µs each, that hides most of each launch gap. The kernel's PDL
+    constexpr makes it call `pdl_wait_then_release` first."""
     if device.type != "cuda" or os.environ.get("M3_MSA_PDL", "1") == "0":
-        return False
-    return torch.cuda.get_device_capability(device)[0] >= 9
+        return {}
+    if torch.cuda.get_device_capability(device)[0] < 9:
+        return {}
+    return {"PDL": True, "launch_pdl": True}
 
 
 @triton.jit
