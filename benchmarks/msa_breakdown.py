@@ -4,6 +4,8 @@
 
 - decode (128K and 1M keys): each kernel's own device time (torch profiler over eager calls), then CUDA-graph totals
   with programmatic dependent launch on and off, index launch shapes, and the fp8 index-key paths;
+- fused (128K, 512K, 1M keys): the one-launch decode (`msa_decode`) against index + sparse, checked first, then its
+  launch parameters one at a time around the default, and with fp8 index keys;
 - prefill (128K): KV-outer with the previous chunk's merge inside the next launch vs after each chunk, with each
   kernel's device time, and the index branch.
 """
@@ -17,7 +19,7 @@ import sys
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -29,6 +31,7 @@ bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench)
 
 OUT: dict[str, Any] = {"decode": [], "prefill": [], "kernels": []}
+T = TypeVar("T")
 
 
 def kernel_times(fn: Callable[[], Any], label: str, reps: int = 10) -> dict[str, float]:
@@ -51,7 +54,7 @@ def kernel_times(fn: Callable[[], Any], label: str, reps: int = 10) -> dict[str,
     return times
 
 
-def with_pdl(on: bool, fn: Callable[[], float]) -> float:
+def with_pdl(on: bool, fn: Callable[[], T]) -> T:
     old = os.environ.get("M3_MSA_PDL")
     os.environ["M3_MSA_PDL"] = "1" if on else "0"
     try:
@@ -131,6 +134,106 @@ def decode(s: int) -> None:
             timed(f"index splits={splits} stages={stages}", True, idx(splits=splits, num_stages=stages))
 
 
+def fused(s: int) -> None:
+    import math
+
+    from runtime.kernels import msa
+    from runtime.kernels.msa_check import pooled_scores, selection_errors
+    from runtime.kernels.msa_decode import msa_decode
+
+    off = s - 1
+    per_copy = s * (bench.HKV * bench.D * 2 * 2 + bench.DIDX * 2)
+    layers = [bench.make_inputs(1, s, seed=s + i) for i in range(int(min(8, max(2, math.ceil(400e6 / per_copy)))))]
+    args = dict(block_size=bench.BS, topk=bench.TOPK, local_blocks=bench.LOCAL, q_offset=off)
+    quant = {per: [msa.quantize_index_keys(x["ik"], per=per, block_size=bench.BS) for x in layers]
+             for per in ("token", "block")}
+
+    def row(what: str, us: float | None) -> None:
+        OUT["decode"].append({"S": s, "what": what, "us": us})
+        bench.log(f"decode S={s} {what}: {us}")
+
+    def check(**kw: Any) -> None:
+        x = layers[0]
+        out, sel = msa_decode(x["q"], x["k"], x["v"], x["iq"], x["ik"], **args, **kw)
+        want_sel = msa.index_topk(x["iq"], x["ik"], **args)
+        want = msa.sparse_attention(x["q"], x["k"], x["v"], sel, block_size=bench.BS, q_offset=off)
+        pooled = pooled_scores(x["iq"], x["ik"], block_size=bench.BS, local_blocks=bench.LOCAL, q_offset=off,
+                               rows=torch.tensor([0], device="cuda"))
+        report = selection_errors(sel, pooled)
+        same = set(sel.flatten().tolist()) == set(want_sel.flatten().tolist())
+        diff = (out.float() - want.float()).abs().max().item()
+        ok = all(v == 0 for k, v in report.items() if k != "rows") and diff < 1e-2
+        bench.record_check(f"fused decode S={s} {kw}", ok, {**report, "same_set_as_index_topk": same,
+                                                            "max_diff_vs_sparse_attention": diff})
+
+    def fused_call(**kw: Any) -> float:
+        return bench.graph_time_us([lambda x=x: msa_decode(x["q"], x["k"], x["v"], x["iq"], x["ik"], **args, **kw)
+                                    for x in layers])
+
+    def fused8_call(per: str, **kw: Any) -> float:
+        return bench.graph_time_us([
+            lambda x=x, q=q: msa_decode(x["q"], x["k"], x["v"], x["iq"], q[0], **args, k_scale=q[1], **kw)
+            for x, q in zip(layers, quant[per], strict=True)])
+
+    def unfused(x: dict[str, torch.Tensor]) -> Callable[[], Any]:
+        def f() -> None:
+            sel = msa.index_topk(x["iq"], x["ik"], **args)
+            msa.sparse_attention(x["q"], x["k"], x["v"], sel, block_size=bench.BS, q_offset=off)
+
+        return f
+
+    for kw in ({}, {"pair": True}, {"parts": 1}):
+        bench.guarded(f"fused check {s} {kw}", lambda kw=kw: check(**kw))
+    row("index + sparse (two launches, pdl)", bench.guarded("unfused", lambda: bench.graph_time_us(
+        [unfused(x) for x in layers])))
+    variants: list[dict[str, Any]] = [{}, {"parts": 1}, {"num_warps": 8}, {"pair": True}, {"pdl": False}]
+    if s == 524288:
+        variants = variants[:1]
+    for kw in variants:
+        row(f"fused {kw}", bench.guarded(f"fused {s} {kw}", lambda kw=kw: fused_call(**kw)))
+    for per in ("token", "block"):
+        for kw in ({}, {"num_warps": 8}, {"pair": True, "num_warps": 8})[: 1 if s == 524288 else 3]:
+            row(f"fused fp8 per-{per} {kw}", bench.guarded(f"fused fp8 {s} {kw}",
+                                                           lambda kw=kw, per=per: fused8_call(per, **kw)))
+    x0 = layers[0]
+    with_pdl(False, lambda: kernel_times(
+        lambda: msa_decode(x0["q"], x0["k"], x0["v"], x0["iq"], x0["ik"], **args), f"fused decode S={s}"))
+    for kw in ({}, {"parts": 1}):
+        bench.guarded(f"trace {s} {kw}", lambda kw=kw: fused_trace(s, x0, args, None, **kw))
+        bench.guarded(f"trace fp8 {s} {kw}", lambda kw=kw: fused_trace(s, x0, args, quant["token"][0], **kw))
+
+
+PHASES = ("start", "scan", "group merge", "final merge", "wait", "item", "head merge")
+
+
+def fused_trace(s: int, x: dict[str, torch.Tensor], args: dict[str, Any], fp8: Any, **kw: Any) -> None:
+    """Phase end times of one fused decode launch (µs after the first program started): median and max over the
+    programs that reached each phase."""
+    from runtime.kernels.msa_decode import msa_decode
+    from runtime.kernels.msa_util import device_programs
+
+    keys, scale = (x["ik"], None) if fp8 is None else fp8
+    trace = torch.zeros(device_programs(x["q"].device) * 8, dtype=torch.int64, device="cuda")
+    for _ in range(3):  # the last of three back-to-back launches (warm caches, as in a graph replay)
+        trace.zero_()
+        msa_decode(x["q"], x["k"], x["v"], x["iq"], keys, **args, k_scale=scale, trace=trace, **kw)
+    torch.cuda.synchronize()
+    t = trace.view(-1, 8).double()
+    t = t[t[:, 0] > 0]
+    t0 = t[:, 0].min()
+    summary: dict[str, Any] = {}
+    for i, name in enumerate(PHASES):
+        col = t[:, i][t[:, i] > 0]
+        if len(col):
+            rel = (col - t0) / 1000
+            summary[name] = {"n": len(col), "median_us": round(rel.median().item(), 2),
+                             "max_us": round(rel.max().item(), 2)}
+    label = f"trace S={s} {'fp8 ' if fp8 is not None else ''}{kw}"
+    OUT.setdefault("traces", []).append({"what": label, "phases": summary})
+    bench.log(f"{label}: " + "; ".join(f"{k} n={v['n']} med {v['median_us']} max {v['max_us']}"
+                                     for k, v in summary.items()))
+
+
 def prefill(t: int) -> None:
     from runtime.kernels import msa
     from runtime.kernels.msa_sparse import KVOuterConfig
@@ -176,6 +279,10 @@ def main() -> int:
         for s in (131072, 1 << 20):
             bench.guarded(f"decode {s}", lambda s=s: decode(s))
             torch.cuda.empty_cache()
+    if "fused" in what:
+        for s in (131072, 524288, 1 << 20):
+            bench.guarded(f"fused {s}", lambda s=s: fused(s))
+            torch.cuda.empty_cache()
     if "prefill" in what:
         bench.guarded("prefill", lambda: prefill(131072))
     out_dir = Path(os.environ.get("OUT") or ROOT / "benchmarks" / "results")
@@ -190,6 +297,11 @@ def main() -> int:
     print("== kernels (device µs per call)")
     for r in OUT["kernels"]:
         print(f"  {r['what']}: " + ", ".join(f"{k[:40]}={v:.1f}" for k, v in list(r["us"].items())[:6]))
+    print("== fused decode phase ends (µs after the first program starts: median / max over programs)")
+    for r in OUT.get("traces", []):
+        print(f"  {r['what']}: " + "; ".join(f"{k} {v['median_us']}/{v['max_us']}" for k, v in r["phases"].items()))
+    for r in bench.RESULTS["correctness"]:
+        print(f"  {'PASS' if r['ok'] else 'FAIL'} {r['check']} {r}")
     print("errors:", bench.RESULTS["errors"])
     return 0
 

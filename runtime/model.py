@@ -99,18 +99,11 @@ class Attention(nn.Module):
             )
             if self.sparse:
                 assert iq is not None and index_keys is not None
-                blocks = kernels.index_topk(
-                    iq[rows][None],
-                    index_keys[None],
-                    block_size=c.index_block_size,
-                    topk=c.index_topk_blocks,
-                    local_blocks=c.index_local_blocks,
-                    q_offset=offset,
-                )
-                o = kernels.sparse_attention(
-                    q[rows][None], keys[None], values[None], blocks,
-                    block_size=c.index_block_size, q_offset=offset, scale=self.scale,
-                )
+                o = kernels.msa_attention(
+                    q[rows][None], keys[None], values[None], iq[rows][None], index_keys[None],
+                    block_size=c.index_block_size, topk=c.index_topk_blocks, local_blocks=c.index_local_blocks,
+                    q_offset=offset, scale=self.scale,
+                )  # fmt: skip
             else:
                 o = kernels.causal_attention(q[rows][None], keys[None], values[None], q_offset=offset, scale=self.scale)
             out[rows] = o[0]

@@ -2,7 +2,8 @@
 
 Each op has a torch reference (`reference.py`). A fast backend (the Triton kernels) plugs in with `register(name, fn)`
 per op, or `use(module)` for a module that defines some of the op names; ops it lacks keep the reference. Signatures
-and semantics are fixed by the reference functions' docstrings.
+and semantics are fixed by the reference functions' docstrings; `msa_attention`, which has none, composes
+`index_topk` and `sparse_attention` unless a backend fuses it.
 """
 
 from __future__ import annotations
@@ -22,12 +23,40 @@ OPS = (
     "causal_attention",
     "index_topk",
     "sparse_attention",
+    "msa_attention",
     "swiglu_oai",
     "moe_route",
     "moe_experts",
 )
 
-_active: dict[str, Callable[..., Any]] = {name: getattr(reference, name) for name in OPS}
+
+
+def _composed_msa_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    idx_q: torch.Tensor,
+    idx_k: torch.Tensor,
+    *,
+    block_size: int,
+    topk: int,
+    local_blocks: int,
+    q_offset: int = 0,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """An MSA layer's attention: the active `index_topk`, then the active `sparse_attention` over its selection.
+
+    One op so that a backend may fuse the two (the Triton one does for decode); by default it composes the two ops,
+    so overriding either one still takes effect."""
+    blocks = index_topk(idx_q, idx_k, block_size=block_size, topk=topk, local_blocks=local_blocks, q_offset=q_offset)
+    return sparse_attention(q, k, v, blocks, block_size=block_size, q_offset=q_offset, scale=scale)
+
+
+def _default(name: str) -> Callable[..., Any]:
+    return _composed_msa_attention if name == "msa_attention" else getattr(reference, name)
+
+
+_active: dict[str, Callable[..., Any]] = {name: _default(name) for name in OPS}
 
 
 def register(name: str, fn: Callable[..., Any]) -> None:
@@ -48,7 +77,7 @@ def use(backend: ModuleType) -> list[str]:
 def reset() -> None:
     """Back to the torch reference for every op."""
     for name in OPS:
-        _active[name] = getattr(reference, name)
+        _active[name] = _default(name)
 
 
 def active() -> dict[str, str]:
@@ -108,6 +137,25 @@ def sparse_attention(
     scale: float | None = None,
 ) -> torch.Tensor:
     return _active["sparse_attention"](q, k, v, block_indices, block_size=block_size, q_offset=q_offset, scale=scale)
+
+
+def msa_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    idx_q: torch.Tensor,
+    idx_k: torch.Tensor,
+    *,
+    block_size: int,
+    topk: int,
+    local_blocks: int,
+    q_offset: int = 0,
+    scale: float | None = None,
+) -> torch.Tensor:
+    return _active["msa_attention"](
+        q, k, v, idx_q, idx_k, block_size=block_size, topk=topk, local_blocks=local_blocks, q_offset=q_offset,
+        scale=scale,
+    )  # fmt: skip
 
 
 def swiglu_oai(gate_up: torch.Tensor, *, alpha: float, limit: float) -> torch.Tensor:

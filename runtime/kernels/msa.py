@@ -10,6 +10,7 @@ ties between equal pooled scores go to the lower block id.
 - `msa_index`: fused scoring + max-pool + running top-k (no [T, S] matrix), split over key blocks for decode.
 - `msa_sparse`: KV-outer prefill/chunked prefill (gathered queries per key block, log-sum-exp merge) and the split
   decode form.
+- `msa_decode`: both in one launch for decode (one token per sequence), behind `msa_attention`.
 - `msa_query_outer`: the query-outer baseline, for benchmarks.
 """
 
@@ -162,6 +163,52 @@ def sparse_attention(
     return msa_sparse.sparse_attention(
         q, k, v, block_indices, block_size=block_size, q_offset=q_offset, scale=scale, **launch
     )
+
+
+def msa_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    idx_q: torch.Tensor,
+    idx_k: torch.Tensor,
+    *,
+    block_size: int,
+    topk: int,
+    local_blocks: int,
+    q_offset: int = 0,
+    scale: float | None = None,
+    k_scale: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """`index_topk` then `sparse_attention` over its selection (see `runtime.kernels.msa_attention`).
+
+    Decode (one token per sequence, one index head per KV head, bf16/fp16 index keys) runs as one fused launch
+    (`msa_decode`); everything else as the two kernels. k_scale: a quantized index-key cache, as for `index_topk`."""
+    b, t, _, d = q.shape
+    fused = (
+        t == 1
+        and idx_q.shape[2] == k.shape[2]
+        and triton_enabled(q)
+        and _supported(q, d, block_size)
+        and _supported(idx_q, idx_q.shape[-1], block_size)
+        # An fp8 index-key cache scans slower with one program per SM than the split index kernel's two (H200, 1M:
+        # 104-111 vs 82 us), so it keeps the two kernels.
+        and k_scale is None
+    )
+    if fused:
+        _prepare()
+        from runtime.kernels.msa_decode import msa_decode
+        from runtime.kernels.msa_util import device_programs
+
+        if b <= device_programs(q.device):
+            out, _ = msa_decode(
+                q, k, v, idx_q, idx_k, block_size=block_size, topk=topk, local_blocks=local_blocks,
+                q_offset=q_offset, scale=scale, k_scale=k_scale, parts=2 if block_size >= 32 else 1,
+            )  # fmt: skip
+            return out
+    blocks = index_topk(
+        idx_q, idx_k, block_size=block_size, topk=topk, local_blocks=local_blocks, q_offset=q_offset, k_scale=k_scale
+    )
+    return sparse_attention(q, k, v, blocks, block_size=block_size, q_offset=q_offset, scale=scale)
 
 
 def sparse_attention_query_outer(

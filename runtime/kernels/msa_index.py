@@ -56,6 +56,111 @@ def _top_keys(keys, ROWS: tl.constexpr, TOPK: tl.constexpr, KPF: tl.constexpr):
 
 
 @triton.jit
+def _block_ids(best, TOPK: tl.constexpr, KP: tl.constexpr):
+    """Block ids of a [rows, KP] tile of picked keys (`_top_keys`' output), in descending block order, -1 padded."""
+    kcol = tl.arange(0, KP)
+    sel = _unpack_id(best)
+    # Blocks scoring -inf (wholly in the future), placeholders and padding columns all mean "no block".
+    sel = tl.where(((best >> 32) > _NEG_INF_ORDERED) & (sel >= 0) & (kcol < TOPK)[None, :], sel, -1)
+    return tl.sort(sel, dim=1, descending=True)
+
+
+@triton.jit
+def _topk_insert(keys, pooled, n, ROWS: tl.constexpr):
+    """Put block n (pooled scores [ROWS]) into the running top-k keys [ROWS, KP] where it beats the current minimum.
+
+    A fully-future block (-inf) sorts below every placeholder, so it never enters."""
+    new = _pack(pooled, n + tl.zeros([ROWS], dtype=tl.int32))
+    cur_min = tl.min(keys, axis=1)
+    put = (keys == cur_min[:, None]) & (new > cur_min)[:, None]
+    return tl.where(put, new[:, None], keys)
+
+
+@triton.jit
+def _block_pool(q, k_base, kpos, k_end, sk_s, sc, pos, need_mask, D: tl.constexpr, PREC: tl.constexpr,
+                SCALE: tl.constexpr):
+    """Pooled score [ROWS] of one key block (keys kpos, those at or past k_end absent): masked row max of q . k."""
+    d = tl.arange(0, D)
+    kt = tl.load(k_base + kpos[None, :] * sk_s + d[:, None], mask=(kpos < k_end)[None, :], other=0.0)
+    s = tl.dot(q, kt.to(q.dtype), input_precision=PREC)
+    if SCALE == 1:
+        s = s * sc[None, :]
+    if need_mask:
+        s = tl.where(kpos[None, :] <= pos[:, None], s, float("-inf"))
+    pooled = tl.max(s, axis=1)
+    if SCALE == 2:
+        pooled = pooled * sc  # a positive per-block scale commutes with the max (and leaves -inf alone)
+    return pooled
+
+
+@triton.jit
+def _scan_blocks(
+    q, k_base, scale_base, n_lo, n_hi, S, pos, pos_min, q_blk, sk_s,
+    ROWS: tl.constexpr, D: tl.constexpr, BS: tl.constexpr, TOPK: tl.constexpr, KP: tl.constexpr,
+    LOCAL: tl.constexpr, SPLIT: tl.constexpr, PREC: tl.constexpr, SCALE: tl.constexpr, PAIR: tl.constexpr = False,
+):
+    """Running top-k (packed keys, [ROWS, KP]) of rows q [ROWS, D] at positions pos over key blocks n_lo..n_hi-1.
+
+    SPLIT: mask every block (decode: branch-free); else only blocks reaching past pos_min, the first query's position.
+    SCALE: see `_index_topk_kernel`. PAIR: two blocks per iteration (SPLIT only), so the scales are fetched two
+    blocks ahead and twice the key bytes are in flight per pipeline stage."""
+    kcol = tl.arange(0, KP)
+    # Empty slots hold -inf with distinct placeholder ids -1-col; padding columns beyond TOPK hold +inf so they are
+    # never the minimum to replace.
+    fill = tl.where(kcol < TOPK, float("-inf"), float("inf"))
+    keys = _pack(fill, -1 - kcol)[None, :] + tl.zeros([ROWS, KP], dtype=tl.int64)
+    j = tl.arange(0, BS)
+    # key < min(S, n_hi * BS) also says the block is in range, without a scalar in a mask (Triton 3.9's interpreter
+    # refuses one there).
+    k_end = tl.minimum(S, n_hi * BS)
+    # Scales are fetched an iteration ahead: a load used in the same iteration stalls the loop for a full memory
+    # round trip (Triton pipelines the key tiles, not these small loads; a ring of prefetched registers that shifts
+    # each iteration stops it from pipelining the key tiles too).
+    sc = 1.0
+    sc2 = 1.0
+    if SCALE == 1:
+        sc = tl.load(scale_base + n_lo * BS + j, mask=n_lo * BS + j < k_end, other=1.0)
+        if PAIR:
+            sc2 = tl.load(scale_base + n_lo * BS + BS + j, mask=n_lo * BS + BS + j < k_end, other=1.0)
+    elif SCALE == 2:
+        sc = tl.load(scale_base + n_lo, mask=n_lo < n_hi, other=1.0)
+        if PAIR:
+            sc2 = tl.load(scale_base + n_lo + 1, mask=n_lo + 1 < n_hi, other=1.0)
+    if PAIR:
+        for n in range(n_lo, n_hi, 2):
+            kpos = n * BS + j
+            pa = _block_pool(q, k_base, kpos, k_end, sk_s, sc, pos, True, D, PREC, SCALE)
+            pb = _block_pool(q, k_base, kpos + BS, k_end, sk_s, sc2, pos, True, D, PREC, SCALE)
+            if SCALE == 1:
+                sc = tl.load(scale_base + kpos + 2 * BS, mask=kpos + 2 * BS < k_end, other=1.0)
+                sc2 = tl.load(scale_base + kpos + 3 * BS, mask=kpos + 3 * BS < k_end, other=1.0)
+            elif SCALE == 2:
+                sc = tl.load(scale_base + n + 2, mask=n + 2 < n_hi, other=1.0)
+                sc2 = tl.load(scale_base + n + 3, mask=n + 3 < n_hi, other=1.0)
+            pa = tl.where((n <= q_blk) & (n > q_blk - LOCAL), float("inf"), pa)
+            pb = tl.where((n + 1 <= q_blk) & (n + 1 > q_blk - LOCAL), float("inf"), pb)
+            # Block n + 1 may lie past this split (an odd count): it belongs to the next one.
+            pb = tl.where(n + 1 < n_hi, pb, float("-inf"))
+            keys = _topk_insert(keys, pa, n, ROWS)
+            keys = _topk_insert(keys, pb, n + 1, ROWS)
+    else:
+        for n in range(n_lo, n_hi):
+            kpos = n * BS + j
+            # Only blocks reaching past the tile's first query need the causal mask (that includes the ragged last
+            # one); the split (decode) form masks always, a cheap [rows, block] select that keeps the loop
+            # branch-free.
+            pooled = _block_pool(q, k_base, kpos, S, sk_s, sc, pos, SPLIT or (n * BS + BS - 1 > pos_min), D, PREC,
+                                 SCALE)
+            if SCALE == 1:
+                sc = tl.load(scale_base + kpos + BS, mask=kpos + BS < k_end, other=1.0)
+            elif SCALE == 2:
+                sc = tl.load(scale_base + n + 1, mask=n + 1 < n_hi, other=1.0)
+            pooled = tl.where((n <= q_blk) & (n > q_blk - LOCAL), float("inf"), pooled)
+            keys = _topk_insert(keys, pooled, n, ROWS)
+    return keys
+
+
+@triton.jit
 def _index_topk_kernel(
     q_ptr,
     k_ptr,
@@ -112,47 +217,11 @@ def _index_topk_kernel(
     n_lo = pid_s * blocks_per_split
     n_hi = tl.minimum(n_lo + blocks_per_split, (q_offset + t_last) // BS + 1)
 
+    keys = _scan_blocks(
+        q, k_ptr + b * sk_b, scale_ptr + b * ss_b, n_lo, n_hi, S, pos, pos_min, q_blk, sk_s,
+        ROWS, D, BS, TOPK, KP, LOCAL, SPLIT, PREC, SCALE,
+    )
     kcol = tl.arange(0, KP)
-    # Empty slots hold -inf with distinct placeholder ids -1-col; padding columns beyond TOPK hold +inf so they are
-    # never the minimum to replace.
-    fill = tl.where(kcol < TOPK, float("-inf"), float("inf"))
-    keys = _pack(fill, -1 - kcol)[None, :] + tl.zeros([ROWS, KP], dtype=tl.int64)
-    j = tl.arange(0, BS)
-    # Scales are fetched one block ahead: a load used in the same iteration stalls the loop for a full memory
-    # round trip (Triton pipelines the key tile, not these small loads).
-    if SCALE == 1:
-        # key < min(S, n_hi * BS) also says n_lo < n_hi, without a scalar in the mask (Triton 3.9's interpreter
-        # refuses one there).
-        k_end = tl.minimum(S, n_hi * BS)
-        sc_next = tl.load(scale_ptr + b * ss_b + n_lo * BS + j, mask=n_lo * BS + j < k_end, other=1.0)
-    elif SCALE == 2:
-        sc_next = tl.load(scale_ptr + b * ss_b + n_lo, mask=n_lo < n_hi, other=1.0)
-    for n in range(n_lo, n_hi):
-        kpos = n * BS + j
-        kt = tl.load(k_ptr + b * sk_b + kpos[None, :] * sk_s + d[:, None], mask=(kpos < S)[None, :], other=0.0)
-        s = tl.dot(q, kt.to(q.dtype), input_precision=PREC)
-        if SCALE == 1:
-            s = s * sc_next[None, :]
-            sc_next = tl.load(scale_ptr + b * ss_b + kpos + BS, mask=kpos + BS < k_end, other=1.0)
-        # Only blocks reaching past the tile's first query need the causal mask (that includes the ragged last one);
-        # the split (decode) form masks always, a cheap [rows, block] select that keeps the loop branch-free.
-        if SPLIT:  # noqa: SIM114 - a constexpr branch and a runtime one; Triton compiles them differently
-            s = tl.where(kpos[None, :] <= pos[:, None], s, float("-inf"))
-        elif n * BS + BS - 1 > pos_min:
-            s = tl.where(kpos[None, :] <= pos[:, None], s, float("-inf"))
-        pooled = tl.max(s, axis=1)
-        if SCALE == 2:
-            # A positive per-block scale commutes with the max (and leaves -inf alone).
-            pooled = pooled * sc_next
-            sc_next = tl.load(scale_ptr + b * ss_b + n + 1, mask=n + 1 < n_hi, other=1.0)
-        forced = (n <= q_blk) & (n > q_blk - LOCAL)
-        pooled = tl.where(forced, float("inf"), pooled)
-        new = _pack(pooled, n + tl.zeros([ROWS], dtype=tl.int32))
-        cur_min = tl.min(keys, axis=1)
-        # A fully-future block (-inf) sorts below every placeholder, so it never enters.
-        put = (keys == cur_min[:, None]) & (new > cur_min)[:, None]
-        keys = tl.where(put, new[:, None], keys)
-
     if SPLIT:
         keys = tl.where(_unpack_id(keys) >= 0, keys, _FLOOR)  # placeholders (incl. +inf padding) are not candidates
         off = (((b * H + h) * T + t).to(tl.int64) * n_splits + pid_s)[:, None] * KP + kcol[None, :]
@@ -195,11 +264,7 @@ def _index_merge_kernel(
         top = _top_keys(keys, R, TOPK, KP)
         tl.store(out_ptr + rr[:, None] * KP + kcol[None, :], top, mask=(rr < n_rows * n_groups)[:, None])
     else:
-        best = _top_keys(keys, R, TOPK, KP)
-        sel = _unpack_id(best)
-        # Blocks scoring -inf (wholly in the future), placeholders and padding columns all mean "no block".
-        sel = tl.where(((best >> 32) > _NEG_INF_ORDERED) & (sel >= 0) & (kcol < TOPK)[None, :], sel, -1)
-        sel = tl.sort(sel, dim=1, descending=True)
+        sel = _block_ids(_top_keys(keys, R, TOPK, KP), TOPK, KP)
         store_ok = (rr < n_rows)[:, None] & (kcol < TOPK)[None, :]
         tl.store(out_ptr + row[:, None] * TOPK + kcol[None, :], sel, mask=store_ok)
 

@@ -94,3 +94,15 @@ def pdl_wait_then_release():
     tl.inline_asm_elementwise("griddepcontrol.wait; // $0", "=r", [], dtype=tl.int32, is_pure=False, pack=1)
     tl.inline_asm_elementwise("griddepcontrol.launch_dependents; // $0", "=r", [], dtype=tl.int32, is_pure=False,
                               pack=1)
+
+
+@triton.jit
+def spin_pause():
+    """Sleep ~100 ns between polls of a flag, so waiting programs leave the memory system to the ones working."""
+    tl.inline_asm_elementwise("nanosleep.u32 100; mov.u32 $0, 0;", "=r", [], dtype=tl.int32, is_pure=False, pack=1)
+
+
+@triton.jit
+def global_time():
+    """The GPU's global nanosecond timer (for tracing where a kernel's time goes)."""
+    return tl.inline_asm_elementwise("mov.u64 $0, %globaltimer;", "=l", [], dtype=tl.int64, is_pure=False, pack=1)

@@ -303,12 +303,136 @@ def test_sampled_row_reference_agrees_with_reference() -> None:
     assert (sampled.float() - ref[:, rows]).abs().max().item() < 1e-5
 
 
+# ---------------------------------------------------------------- fused decode (index + sparse in one launch)
+
+DECODE_CASES: dict[str, dict[str, Any]] = {
+    # M3's shapes (16 query heads per KV head, head dims 128, block 128, top-16) with fewer blocks than slots.
+    "m3-shape-short": dict(b=1, s=700, off=699, h=4, g=16, d=128, di=128, bs=128, topk=16, local=1, parts=2),
+    # Two sequences, block 64, one program per block.
+    "batch2-block64": dict(b=2, s=1000, off=999, h=4, g=16, d=64, di=64, bs=64, topk=4, local=1, parts=1),
+    # A query inside a longer cache, two local blocks, 40 programs: three first-level groups in the merge; two key
+    # blocks per scan iteration, and a last program with one block (63 blocks in twos).
+    "mid-cache-3-groups": dict(b=1, s=3000, off=2000, h=2, g=4, d=32, di=32, bs=32, topk=6, local=2, parts=2,
+                               programs=40, pair=True),
+}
+
+
+def _decode_inputs(c: dict[str, Any], dtype: torch.dtype, seed: int) -> tuple[torch.Tensor, ...]:
+    q = _randn(c["b"], 1, c["h"] * c["g"], c["d"], dtype=dtype, seed=seed)
+    k = _randn(c["b"], c["s"], c["h"], c["d"], dtype=dtype, seed=seed + 1)
+    v = _randn(c["b"], c["s"], c["h"], c["d"], dtype=dtype, seed=seed + 2)
+    iq = _randn(c["b"], 1, c["h"], c["di"], dtype=dtype, seed=seed + 3)
+    ik = _randn(c["b"], c["s"], c["di"], dtype=dtype, seed=seed + 4)
+    return q, k, v, iq, ik
+
+
+@pytest.mark.parametrize("name", list(DECODE_CASES))
+def test_msa_decode_matches_index_then_sparse(name: str) -> None:
+    from runtime.kernels.msa_decode import msa_decode
+
+    c = DECODE_CASES[name]
+    q, k, v, iq, ik = _decode_inputs(c, torch.float32, seed=60)
+    args = dict(block_size=c["bs"], topk=c["topk"], local_blocks=c["local"], q_offset=c["off"])
+    for _ in range(2):  # a second call finds its arrival counters reset and its epoch flags moved on
+        out, sel = msa_decode(q, k, v, iq, ik, **args, parts=c["parts"], programs=c.get("programs"),
+                              pair=c.get("pair", False))
+        assert _same_sets(sel, reference.index_topk(iq, ik, **args)) == 1.0
+        assert _no_errors(selection_errors(sel, pooled_scores(iq, ik, block_size=c["bs"], local_blocks=c["local"],
+                                                              q_offset=c["off"])))
+        want = reference.sparse_attention(q, k, v, sel, block_size=c["bs"], q_offset=c["off"])
+        assert (out - want).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize("pair", [False, True])
+@pytest.mark.parametrize("per", ["token", "block"])
+def test_msa_decode_with_scaled_index_keys(per: str, pair: bool) -> None:
+    from runtime.kernels.msa import dequantize_index_keys, quantize_index_keys
+    from runtime.kernels.msa_decode import msa_decode
+
+    c = DECODE_CASES["mid-cache-3-groups"]
+    dtype = torch.float32 if CUDA else torch.float16  # fp8 keys travel as float16 on CPU, as in the index test
+    q, k, v, iq, _ = _decode_inputs(c, dtype, seed=70)
+    keys = _randn(c["b"], c["s"], c["di"], dtype=torch.float32, seed=75) * 3
+    kq, scale = quantize_index_keys(keys, per=per, block_size=c["bs"], dtype=None if CUDA else torch.float16)
+    args = dict(block_size=c["bs"], topk=c["topk"], local_blocks=c["local"], q_offset=c["off"])
+    # 21 programs of 3 blocks: the scale prefetch crosses each split's end.
+    out, sel = msa_decode(q, k, v, iq, kq, **args, k_scale=scale, programs=25, pair=pair)
+    deq = dequantize_index_keys(kq, scale, block_size=c["bs"])
+    report = selection_errors(sel, pooled_scores(iq, deq, block_size=c["bs"], local_blocks=c["local"],
+                                                 q_offset=c["off"]), rel_tol=1e-3)
+    assert _no_errors(report), report
+    want = reference.sparse_attention(q.float(), k.float(), v.float(), sel, block_size=c["bs"], q_offset=c["off"])
+    assert (out.float() - want).abs().max().item() < 2e-3
+
+
+def test_msa_decode_refuses_more_than_one_token() -> None:
+    from runtime.kernels.msa_decode import msa_decode
+
+    c = DECODE_CASES["batch2-block64"]
+    q, k, v, iq, ik = _decode_inputs(c, torch.float32, seed=80)
+    with pytest.raises(ValueError, match="one token per sequence"):
+        msa_decode(q.expand(-1, 2, -1, -1), k, v, iq, ik, block_size=64, topk=4, local_blocks=1, q_offset=998)
+
+
+def test_msa_attention_fuses_decode_and_composes_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    from runtime.kernels import msa_decode
+
+    calls = []
+    real = msa_decode.msa_decode
+
+    def counted(*args: Any, **kw: Any) -> Any:
+        calls.append(args[0].shape[1])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(msa_decode, "msa_decode", counted)
+    c = DECODE_CASES["m3-shape-short"]
+    q, k, v, iq, ik = _decode_inputs(c, torch.float32, seed=90)
+    args = dict(block_size=128, topk=16, local_blocks=1)
+    got = msa.msa_attention(q, k, v, iq, ik, **args, q_offset=699)
+    assert calls == [1]
+    want = kernels._composed_msa_attention(q, k, v, iq, ik, **args, q_offset=699)  # reference ops (reset state)
+    assert (got - want).abs().max().item() < 1e-4
+    # Three queries: the two kernels, no fused launch.
+    q3, iq3 = _randn(1, 3, 64, 128, dtype=torch.float32, seed=91), _randn(1, 3, 4, 128, dtype=torch.float32, seed=92)
+    got3 = msa.msa_attention(q3, k, v, iq3, ik, **args, q_offset=697)
+    assert calls == [1]
+    assert (got3 - kernels._composed_msa_attention(q3, k, v, iq3, ik, **args, q_offset=697)).abs().max() < 1e-4
+
+
+@pytest.mark.skipif(not CUDA, reason="CUDA graphs need a GPU")
+def test_msa_decode_replays_in_a_cuda_graph() -> None:
+    from runtime.kernels.msa_decode import msa_decode
+
+    c = DECODE_CASES["m3-shape-short"]
+    static = [x.to(torch.bfloat16) for x in _decode_inputs(c, torch.float32, seed=100)]
+    args = dict(block_size=128, topk=16, local_blocks=1, q_offset=699)
+    msa_decode(*static, **args)  # compile outside the capture
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out, sel = msa_decode(*static, **args)
+    for seed in (101, 102, 103):
+        for dst, src in zip(static, _decode_inputs(c, torch.float32, seed=seed), strict=True):
+            dst.copy_(src)
+        graph.replay()
+        q, k, v, iq, ik = static
+        assert _same_sets(sel, reference.index_topk(iq, ik, block_size=128, topk=16, local_blocks=1,
+                                                    q_offset=699)) == 1.0
+        want = reference.sparse_attention(q, k, v, sel, block_size=128, q_offset=699)
+        assert (out.float() - want.float()).abs().max().item() < 3e-2
+
+
 # ---------------------------------------------------------------- through the runtime model
 
 
-def test_model_with_msa_kernels_matches_reference(tmp_path: Path) -> None:
+def test_model_with_msa_kernels_matches_reference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("transformers")
     from runtime import load_model
+    from runtime.kernels import msa_decode
+
+    fused = []
+    real = msa_decode.msa_decode
+    monkeypatch.setattr(msa_decode, "msa_decode", lambda *a, **kw: fused.append(1) or real(*a, **kw))
     from runtime.tiny import tiny_text_config, write_tiny_checkpoint
 
     cfg = tiny_text_config(index_block_size=16, index_topk_blocks=2, head_dim=16, index_head_dim=16)
@@ -317,7 +441,7 @@ def test_model_with_msa_kernels_matches_reference(tmp_path: Path) -> None:
     ids = torch.randint(0, cfg["vocab_size"], (1, 56), generator=_gen(50)).to(DEVICE)
 
     def run() -> torch.Tensor:
-        # Prefill 40 (3 blocks, one ragged), a chunk of 15, then one decode step: all three kernel paths.
+        # Prefill 40 (3 blocks, one ragged), a chunk of 15, then one decode step: KV-outer, split and fused decode.
         cache = model.new_cache()
         parts = [model(ids[:, :40], [cache]), model(ids[:, 40:55], [cache]), model(ids[:, 55:], [cache])]
         return torch.cat(parts, dim=1)
@@ -325,6 +449,9 @@ def test_model_with_msa_kernels_matches_reference(tmp_path: Path) -> None:
     assert msa.triton_enabled(ids)  # the kernels, not the reference fallback, serve these shapes
     kernels.reset()
     want = run()
-    with kernels.overriding(index_topk=msa.index_topk, sparse_attention=msa.sparse_attention):
+    with kernels.overriding(
+        index_topk=msa.index_topk, sparse_attention=msa.sparse_attention, msa_attention=msa.msa_attention
+    ):
         got = run()
     assert (got - want).abs().max().item() < 1e-4
+    assert len(fused) == cfg["layer_types"].count("minimax_m3_sparse")  # the decode step ran fused, once a layer
