@@ -481,7 +481,8 @@ def decode(s: int) -> None:
 
         return f
 
-    # fp8 (e4m3) index-key caches: one float32 scale per key, or one per key block.
+    # fp8 (e4m3) index-key caches: one float32 scale per key, or one per key block. They keep the default launch: the
+    # bf16 sweep's pick (often a tie) need not suit them (one program per SM scans fp8 keys at ~1.5 TB/s).
     quant = {per: [msa.quantize_index_keys(x["ik"], per=per, block_size=BS) for x in layers]
              for per in ("token", "block")}
 
@@ -491,7 +492,7 @@ def decode(s: int) -> None:
         x = layers[0]
         for per, qs in quant.items():
             kq, sc = qs[0]
-            bi8 = msa.index_topk(x["iq"], kq, **idx_args, k_scale=sc, **launch)
+            bi8 = msa.index_topk(x["iq"], kq, **idx_args, k_scale=sc)
             deq = msa.dequantize_index_keys(kq, sc, block_size=BS).to(DT)
             pooled = pooled_scores(x["iq"], deq, block_size=BS, local_blocks=LOCAL, q_offset=off,
                                    rows=torch.tensor([0], device="cuda"))
@@ -508,11 +509,11 @@ def decode(s: int) -> None:
     for per, qs in quant.items():
 
         def fp8_call(x: dict[str, torch.Tensor], kq: torch.Tensor, sc: torch.Tensor) -> Callable[[], Any]:
-            return lambda: msa.index_topk(x["iq"], kq, **idx_args, k_scale=sc, **launch)
+            return lambda: msa.index_topk(x["iq"], kq, **idx_args, k_scale=sc)
 
         us8 = guarded(f"decode index fp8 {per} {s}", lambda qs=qs: graph_time_us(
             [fp8_call(x, *q) for x, q in zip(layers, qs, strict=True)]))
-        row(f"index (fp8 index keys, per-{per} scale)", us8, fp8_bytes[per], launch=launch)
+        row(f"index (fp8 index keys, per-{per} scale)", us8, fp8_bytes[per])
     row("sparse split (ours)", guarded(f"decode sparse {s}", lambda: graph_time_us(
         [sp_call(x, bi) for x, bi in zip(layers, sels, strict=True)])), sb)
     row("sparse query-outer (baseline)", guarded(f"decode qo {s}", lambda: graph_time_us(
@@ -528,7 +529,7 @@ def decode(s: int) -> None:
 
     def msa8_call(x: dict[str, torch.Tensor], kq: torch.Tensor, sc: torch.Tensor) -> Callable[[], Any]:
         def f() -> None:
-            sel = msa.index_topk(x["iq"], kq, **idx_args, k_scale=sc, **launch)
+            sel = msa.index_topk(x["iq"], kq, **idx_args, k_scale=sc)
             msa.sparse_attention(x["q"], x["k"], x["v"], sel, block_size=BS, q_offset=off)
 
         return f
