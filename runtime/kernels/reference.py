@@ -159,7 +159,6 @@ def sparse_attention(
     return _ungrouped(out).to(q.dtype)
 
 
-
 def swiglu_oai(gate_up: torch.Tensor, *, alpha: float, limit: float) -> torch.Tensor:
     """[..., 2I] (gate, then up) -> [..., I]: (clamp(up) + 1) * g * sigmoid(alpha * g) with g = min(gate, limit)."""
     gate, up = gate_up.chunk(2, dim=-1)
