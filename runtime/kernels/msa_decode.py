@@ -27,11 +27,12 @@ import triton
 import triton.language as tl
 
 from runtime.kernels.msa_index import _FLOOR, _block_ids, _scan_blocks, _top_keys, _unpack_id
-from runtime.kernels.msa_sparse import LOG2E, _block_partial
+from runtime.kernels.msa_sparse import LOG2E, _keys_partial
 from runtime.kernels.msa_util import (
     device_programs,
     dot_precision,
     global_time,
+    kernel_state,
     next_pow2,
     pdl_kwargs,
     pdl_wait_then_release,
@@ -39,18 +40,6 @@ from runtime.kernels.msa_util import (
 )
 
 GROUP = 16  # programs per first-level candidate merge
-
-_STATE: dict[tuple[torch.device, str], torch.Tensor] = {}
-
-
-def _state(device: torch.device, kind: str, n: int) -> torch.Tensor:
-    """n int32 zeros kept across calls: arrival counters (the kernel leaves them at zero) or epoch flags (their value
-    does not matter, only that it changes). One stream at a time may use them, as the engine decodes on one."""
-    buf = _STATE.get((device, kind))
-    if buf is None or buf.numel() < n:
-        buf = torch.zeros(max(n, 256), dtype=torch.int32, device=device)
-        _STATE[(device, kind)] = buf
-    return buf[:n]
 
 
 @triton.jit
@@ -150,22 +139,17 @@ def _decode_kernel(
     g = tl.arange(0, GP)
     g_ok = g < G
     d = tl.arange(0, D)
-    gpos = pos + tl.zeros([GP], dtype=tl.int32)
     for w in range(start, n_items, step):
         h = w // NSLOT
         slot = w % NSLOT
         n = tl.load(sel_ptr + (b * H + h) * TOPK + slot // PARTS, cache_modifier=".cg")
         prow = ((b * H + h) * NSLOT + slot) * G + g
         if n >= 0:
-            k0 = n * BS + (slot % PARTS) * BSP
-            kpos = k0 + tl.arange(0, BSP)
-            kmask = (kpos < S)[:, None]
-            kk = tl.load(k_ptr + b * sk_b + kpos[:, None] * sk_s + h * sk_h + d[None, :], mask=kmask, other=0.0)
-            vv = tl.load(v_ptr + b * sv_b + kpos[:, None] * sv_s + h * sv_h + d[None, :], mask=kmask, other=0.0)
-            qq = tl.load(q_ptr + b * sq_b + (h * G + g)[:, None] * sq_h + d[None, :], mask=g_ok[:, None], other=0.0)
-            o, lse = _block_partial(qq, kk, vv, kpos, gpos, k0 + BSP - 1 > pos, qk_scale, PREC)
-            tl.store(part_o_ptr + prow[:, None] * D + d[None, :], o.to(part_o_ptr.dtype.element_ty), mask=g_ok[:, None])
-            tl.store(part_lse_ptr + prow, lse, mask=g_ok)
+            _keys_partial(
+                q_ptr + b * sq_b + h * G * sq_h, k_ptr + b * sk_b + h * sk_h, v_ptr + b * sv_b + h * sv_h,
+                part_o_ptr, part_lse_ptr, prow, n * BS + (slot % PARTS) * BSP, S, pos, g, g_ok, qk_scale,
+                sq_h, sk_s, sv_s, D, BSP, PREC,
+            )  # fmt: skip
         else:
             tl.store(part_lse_ptr + prow, tl.full([GP], float("-inf"), tl.float32), mask=g_ok)
         tl.debug_barrier()
@@ -275,8 +259,8 @@ def msa_decode(
     nslot = topk * parts
     part_o = torch.empty((b, h, nslot, g, d), dtype=q.dtype, device=dev)
     part_lse = torch.empty((b, h, nslot, g), dtype=torch.float32, device=dev)
-    counts = _state(dev, "counters", b * (n_groups + 1 + h))
-    flags = _state(dev, "epochs", b * (1 + h))
+    counts = kernel_state(dev, "decode counters", b * (n_groups + 1 + h))
+    flags = kernel_state(dev, "decode epochs", b * (1 + h))
     qk_scale = (d**-0.5 if scale is None else scale) * LOG2E
     # PDL for bf16 keys only by default, as in msa_index (it made the fp8 index launch slower on the H200).
     launch_pdl = pdl_kwargs(dev) if (k_scale is None if pdl is None else pdl) else {}

@@ -27,7 +27,7 @@ import torch
 import triton
 import triton.language as tl
 
-from runtime.kernels.msa_util import dot_precision, next_pow2, pdl_kwargs, pdl_wait_then_release
+from runtime.kernels.msa_util import dot_precision, kernel_state, next_pow2, pdl_kwargs, pdl_wait_then_release
 
 LOG2E = 1.4426950408889634
 PARTIAL_BUDGET = 4 << 30
@@ -154,6 +154,25 @@ def _kv_outer_kernel(
 
 
 @triton.jit
+def _keys_partial(
+    q_base, k_base, v_base, part_o_ptr, part_lse_ptr, prow, k0, S, pos, g, row_ok, qk_scale, sq_h, sk_s, sv_s,
+    D: tl.constexpr, N: tl.constexpr, PREC: tl.constexpr,
+):
+    """One query's partial over keys k0 .. k0+N-1 (those past S absent), written to partial rows prow: the rows are
+    query heads g of q_base (the group's first head), k_base/v_base point at the KV head. Decode work items."""
+    d = tl.arange(0, D)
+    kpos = k0 + tl.arange(0, N)
+    kmask = (kpos < S)[:, None]
+    k = tl.load(k_base + kpos[:, None] * sk_s + d[None, :], mask=kmask, other=0.0)
+    v = tl.load(v_base + kpos[:, None] * sv_s + d[None, :], mask=kmask, other=0.0)
+    q = tl.load(q_base + g[:, None] * sq_h + d[None, :], mask=row_ok[:, None], other=0.0)
+    rows_pos = pos + tl.zeros_like(g).to(tl.int32)
+    o, lse = _block_partial(q, k, v, kpos, rows_pos, k0 + N - 1 > pos, qk_scale, PREC)
+    tl.store(part_o_ptr + prow[:, None] * D + d[None, :], o.to(part_o_ptr.dtype.element_ty), mask=row_ok[:, None])
+    tl.store(part_lse_ptr + prow, lse, mask=row_ok)
+
+
+@triton.jit
 def _split_kernel(
     q_ptr,
     k_ptr,
@@ -201,21 +220,12 @@ def _split_kernel(
         h = (flat // (TOPK * T)) % HKV
         b = flat // (TOPK * T * HKV)
         pos = q_offset + t
-        d = tl.arange(0, D)
         g = tl.arange(0, RP)
         row_ok = g < G
-        kpos = n * BS + tl.arange(0, BS)
-        kmask = (kpos < S)[:, None]
-        k = tl.load(k_ptr + b * sk_b + kpos[:, None] * sk_s + h * sk_h + d[None, :], mask=kmask, other=0.0)
-        v = tl.load(v_ptr + b * sv_b + kpos[:, None] * sv_s + h * sv_h + d[None, :], mask=kmask, other=0.0)
-        head = h * G + g
-        q = tl.load(q_ptr + b * sq_b + t * sq_t + head[:, None] * sq_h + d[None, :], mask=row_ok[:, None], other=0.0)
-        rows_pos = pos + tl.zeros([RP], dtype=tl.int32)
-        o, lse = _block_partial(q, k, v, kpos, rows_pos, n * BS + BS - 1 > pos, qk_scale, PREC)
-        prow = flat * G + g
-        o = o.to(part_o_ptr.dtype.element_ty)
-        tl.store(part_o_ptr + prow[:, None] * D + d[None, :], o, mask=row_ok[:, None])
-        tl.store(part_lse_ptr + prow, lse, mask=row_ok)
+        _keys_partial(
+            q_ptr + b * sq_b + t * sq_t + h * G * sq_h, k_ptr + b * sk_b + h * sk_h, v_ptr + b * sv_b + h * sv_h,
+            part_o_ptr, part_lse_ptr, flat * G + g, n * BS, S, pos, g, row_ok, qk_scale, sq_h, sk_s, sv_s, D, BS, PREC,
+        )  # fmt: skip
         if FUSED:
             row = flat // TOPK
             kk = tl.arange(0, KP)
@@ -399,19 +409,6 @@ def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bi: torch.Tensor, 
         raise ValueError("head dim and block size must be powers of two >= 16")
 
 
-_COUNTERS: dict[torch.device, torch.Tensor] = {}
-
-
-def _counters(device: torch.device, n: int) -> torch.Tensor:
-    """n zeroed int32 arrival counters for the split kernel, kept across calls: the kernel leaves them at zero, so
-    decode needs no memset launch. One stream at a time may use them (the engine decodes on one)."""
-    buf = _COUNTERS.get(device)
-    if buf is None or buf.numel() < n:
-        buf = torch.zeros(max(n, 1024), dtype=torch.int32, device=device)
-        _COUNTERS[device] = buf
-    return buf[:n]
-
-
 def _last_contiguous(x: torch.Tensor) -> torch.Tensor:
     return x if x.stride(-1) == 1 else x.contiguous()
 
@@ -465,7 +462,7 @@ def sparse_attention(
         part_lse = torch.empty((b, hkv, tc, topk, g), dtype=torch.float32, device=q.device)
         if mode == "split":
             # Decode: the merge runs in the same launch (last program per query); the counters reset themselves.
-            counts = _counters(q.device, b * hkv * tc)
+            counts = kernel_state(q.device, "split counters", b * hkv * tc)
             _split_kernel[(bi.numel(),)](
                 qc, k, v, bi, part_o, part_lse, counts, oc, oc.stride(0), oc.stride(1), oc.stride(2),
                 tc, s, q_offset + t0, qk_scale,
