@@ -426,7 +426,8 @@ def decode(s: int) -> None:
     guarded(f"decode check {s}", check)
 
     def row(variant: str, us: float | None, nbytes: float | None, **extra: Any) -> None:
-        entry: dict[str, Any] = {"S": s, "variant": variant, "us": us, "layer_copies": copies, **extra}
+        entry: dict[str, Any] = {"S": s, "variant": variant, "us": us, "layer_copies": copies}
+        entry.update(extra)
         if us is not None and nbytes is not None:
             entry["TBps"] = nbytes / (us * 1e-6) / 1e12
             entry["pct_copy_peak"] = 100 * entry["TBps"] / RESULTS["ceilings"].get("copy_TBps", float("nan"))
@@ -537,6 +538,36 @@ def decode(s: int) -> None:
     row("MSA total, fp8 index keys (per-token)", guarded(f"decode msa fp8 {s}", lambda: graph_time_us(
         [msa8_call(x, *q) for x, q in zip(layers, quant["token"], strict=True)])), fp8_bytes["token"] + sb)
 
+    def fused8_call(x: dict[str, torch.Tensor], kq: torch.Tensor, sc: torch.Tensor) -> Callable[[], Any]:
+        return lambda: msa_decode(x["q"], x["k"], x["v"], x["iq"], kq, **idx_args, k_scale=sc)
+
+    def check_fused8() -> None:
+        x = layers[0]
+        for per, qs in quant.items():
+            kq, sc = qs[0]
+            out, fsel = msa_decode(x["q"], x["k"], x["v"], x["iq"], kq, **idx_args, k_scale=sc)
+            want = msa.index_topk(x["iq"], kq, **idx_args, k_scale=sc)
+            same = set(fsel.flatten().tolist()) == set(want.flatten().tolist())
+            record_check(f"decode fused fp8 per-{per} selection S={s} (same set as index_topk)", same, {})
+            check_sparse(f"decode fused fp8 per-{per} (one launch) S={s}", out, x, fsel, off,
+                         torch.tensor([0], device="cuda"))
+
+    guarded(f"decode fused fp8 check {s}", check_fused8)
+    for per, qs in quant.items():
+        row(f"MSA fused, fp8 index keys (per-{per})", guarded(f"decode fused fp8 {per} {s}", lambda qs=qs:
+            graph_time_us([fused8_call(x, *q) for x, q in zip(layers, qs, strict=True)])), fp8_bytes[per] + sb)
+    if s == 1 << 20:
+        # The graph's own launch cost, spread over its layer copies (2 here): a whole-model decode graph spreads it
+        # over every layer. The same fused calls with 6 layer copies show how much of the per-layer time it is.
+        more = layers + [make_inputs(1, s, seed=s + 100 + i) for i in range(4)]
+        more8 = [msa.quantize_index_keys(x["ik"], per="block", block_size=BS) for x in more]
+        row("MSA fused (one launch), 6 layer copies", guarded(f"decode fused 6 copies {s}", lambda: graph_time_us(
+            [fused_call(x) for x in more])), s * DIDX * 2.0 + sb, layer_copies=6)
+        row("MSA fused, fp8 index keys (per-block), 6 layer copies", guarded(f"decode fused fp8 6 copies {s}",
+            lambda: graph_time_us([fused8_call(x, *q) for x, q in zip(more, more8, strict=True)])),
+            fp8_bytes["block"] + sb, layer_copies=6)
+        del more, more8
+
 
 def fp8_selection_quality(s: int = 131072, t: int = 128) -> None:
     """Overlap of the fp8-cache selection with the bf16 one: random keys, and keys with strongly matching blocks
@@ -579,7 +610,9 @@ def fp8_selection_quality(s: int = 131072, t: int = 128) -> None:
 
 def find(rows: list[dict[str, Any]], key: str, size: int, variant: str, field: str) -> float | None:
     for r in rows:
-        if r.get(key) == size and r["variant"].startswith(variant) and r.get(field) is not None:
+        # A trailing NUL asks for the whole name; otherwise it is a prefix.
+        name = r["variant"] + "\0"
+        if r.get(key) == size and name.startswith(variant) and r.get(field) is not None:
             return float(r[field])
     return None
 
@@ -593,11 +626,15 @@ def targets() -> list[dict[str, Any]]:
     idx = find(pre, "T", big, "index", "ms")
     layer = find(pre, "T", big, "MSA layer", "ms")
     dense = find(pre, "T", big, "dense SDPA", "ms")
-    # The runtime decodes through the fused launch where it applies (bf16 index keys), else index + sparse.
-    dec1m = min((v for v in (find(dec, "S", 1 << 20, "MSA total (index", "us"),
-                             find(dec, "S", 1 << 20, "MSA fused", "us")) if v is not None), default=None)
-    idx8 = find(dec, "S", 1 << 20, "index (fp8 index keys, per-token", "us")
-    msa8 = find(dec, "S", 1 << 20, "MSA total, fp8", "us")
+    # Decode targets take the faster of the fused launch and index + sparse, each in the benchmark's own method (2
+    # layer copies at 1M); the fp8 one, the faster scale layout too.
+    def best(*variants: str) -> float | None:
+        return min((v for v in (find(dec, "S", 1 << 20, name, "us") for name in variants) if v is not None),
+                   default=None)
+
+    dec1m = best("MSA total (index", "MSA fused (one launch)\0")
+    dec8 = best("MSA total, fp8 index keys (per-token)\0", "MSA fused, fp8 index keys (per-token)\0",
+                "MSA fused, fp8 index keys (per-block)\0")
     out = [
         ("KV-outer >= 3x query-outer at 128K", qo / kv if kv and qo else None, ">= 3"),
         ("KV-outer at 128K <= 25 ms (H200)", kv, "<= 25"),
@@ -605,8 +642,7 @@ def targets() -> list[dict[str, Any]]:
         ("index branch fused at 128K <= 20 ms", idx, "<= 20"),
         ("MSA layer >= 15x dense SDPA at 128K", dense / layer if dense and layer else None, ">= 15"),
         ("decode at 1M KV <= 75 us per layer-token", dec1m, "<= 75"),
-        ("decode index at 1M, fp8 index keys <= 45 us", idx8, "<= 45"),
-        ("decode MSA total at 1M, fp8 index keys <= 75 us", msa8, "<= 75"),
+        ("decode at 1M KV, fp8 index-key cache <= 45 us per layer-token", dec8, "<= 45"),
     ]
     res = []
     for name, value, goal in out:

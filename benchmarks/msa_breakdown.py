@@ -182,28 +182,42 @@ def fused(s: int) -> None:
 
         return f
 
-    for kw in ({}, {"pair": True}, {"parts": 1}):
+    def check8(per: str, **kw: Any) -> None:
+        x, (kq, sc) = layers[0], quant[per][0]
+        out, sel = msa_decode(x["q"], x["k"], x["v"], x["iq"], kq, **args, k_scale=sc, **kw)
+        want_sel = msa.index_topk(x["iq"], kq, **args, k_scale=sc, keys_m=False)
+        want = msa.sparse_attention(x["q"], x["k"], x["v"], sel, block_size=bench.BS, q_offset=off)
+        same = set(sel.flatten().tolist()) == set(want_sel.flatten().tolist())
+        diff = (out.float() - want.float()).abs().max().item()
+        bench.record_check(f"fused decode fp8 per-{per} S={s} {kw}", same and diff < 1e-2,
+                           {"same_set_as_index_topk": same, "max_diff_vs_sparse_attention": diff})
+
+    for kw in ({}, {"per_sm": 2}, {"group": 32}):
         bench.guarded(f"fused check {s} {kw}", lambda kw=kw: check(**kw))
+    for kw in ({}, {"per_sm": 1}):
+        bench.guarded(f"fused check fp8 {s} {kw}", lambda kw=kw: check8("token", **kw))
     row("index + sparse (two launches, pdl)", bench.guarded("unfused", lambda: bench.graph_time_us(
         [unfused(x) for x in layers])))
-    variants: list[dict[str, Any]] = [{}, {"parts": 1}, {"num_warps": 8}, {"pair": True}, {"pdl": False}]
-    if s == 524288:
-        variants = variants[:1]
-    for kw in variants:
+    variants: list[dict[str, Any]] = [{}, {"keys_m": False}, {"per_sm": 2}, {"group": 32}]
+    for kw in variants[: 1 if s == 524288 else None]:
         row(f"fused {kw}", bench.guarded(f"fused {s} {kw}", lambda kw=kw: fused_call(**kw)))
-    for per in ("token", "block"):
-        for kw in ({}, {"num_warps": 8}, {"pair": True, "num_warps": 8})[: 1 if s == 524288 else 3]:
-            row(f"fused fp8 per-{per} {kw}", bench.guarded(f"fused fp8 {s} {kw}",
-                                                           lambda kw=kw, per=per: fused8_call(per, **kw)))
+    for kw in ({}, {"per_sm": 1}, {"pdl": True}, {"group": 32}, {"keys_m": False})[: 1 if s == 524288 else None]:
+        row(f"fused fp8 per-token {kw}", bench.guarded(f"fused fp8 {s} {kw}", lambda kw=kw: fused8_call("token", **kw)))
+    for km in (True,) if s != 1 << 20 else (True, False):
+        row(f"index only, fp8 per-token, keys_m={km}", bench.guarded(f"index fp8 {s} {km}", lambda km=km:
+            bench.graph_time_us([lambda x=x, q=q: msa.index_topk(x["iq"], q[0], **args, k_scale=q[1], keys_m=km)
+                                 for x, q in zip(layers, quant["token"], strict=True)])))
+        row(f"index only, bf16, keys_m={km}", bench.guarded(f"index bf16 {s} {km}", lambda km=km:
+            bench.graph_time_us([lambda x=x: msa.index_topk(x["iq"], x["ik"], **args, keys_m=km) for x in layers])))
     x0 = layers[0]
     with_pdl(False, lambda: kernel_times(
         lambda: msa_decode(x0["q"], x0["k"], x0["v"], x0["iq"], x0["ik"], **args), f"fused decode S={s}"))
-    for kw in ({}, {"parts": 1}):
+    for kw in ({},):
         bench.guarded(f"trace {s} {kw}", lambda kw=kw: fused_trace(s, x0, args, None, **kw))
         bench.guarded(f"trace fp8 {s} {kw}", lambda kw=kw: fused_trace(s, x0, args, quant["token"][0], **kw))
 
 
-PHASES = ("start", "scan", "group merge", "final merge", "wait", "item", "head merge")
+PHASES = ("start", "scan", "group pick", "selection", "picks seen", "item", "output row")
 
 
 def fused_trace(s: int, x: dict[str, torch.Tensor], args: dict[str, Any], fp8: Any, **kw: Any) -> None:
@@ -213,7 +227,7 @@ def fused_trace(s: int, x: dict[str, torch.Tensor], args: dict[str, Any], fp8: A
     from runtime.kernels.msa_util import device_programs
 
     keys, scale = (x["ik"], None) if fp8 is None else fp8
-    trace = torch.zeros(device_programs(x["q"].device) * 8, dtype=torch.int64, device="cuda")
+    trace = torch.zeros(2 * device_programs(x["q"].device) * 8, dtype=torch.int64, device="cuda")
     for _ in range(3):  # the last of three back-to-back launches (warm caches, as in a graph replay)
         trace.zero_()
         msa_decode(x["q"], x["k"], x["v"], x["iq"], keys, **args, k_scale=scale, trace=trace, **kw)
@@ -228,6 +242,9 @@ def fused_trace(s: int, x: dict[str, torch.Tensor], args: dict[str, Any], fp8: A
             rel = (col - t0) / 1000
             summary[name] = {"n": len(col), "median_us": round(rel.median().item(), 2),
                              "max_us": round(rel.max().item(), 2)}
+            if name == "scan":  # how ragged the scan's end is: the chain after it starts at the last program
+                q = torch.quantile(rel, torch.tensor([0.0, 0.1, 0.9, 0.97], dtype=rel.dtype, device=rel.device))
+                summary[name]["min_p10_p90_p97_us"] = [round(v, 2) for v in q.tolist()]
     label = f"trace S={s} {'fp8 ' if fp8 is not None else ''}{kw}"
     OUT.setdefault("traces", []).append({"what": label, "phases": summary})
     bench.log(f"{label}: " + "; ".join(f"{k} n={v['n']} med {v['median_us']} max {v['max_us']}"
@@ -280,7 +297,7 @@ def main() -> int:
             bench.guarded(f"decode {s}", lambda s=s: decode(s))
             torch.cuda.empty_cache()
     if "fused" in what:
-        for s in (131072, 524288, 1 << 20):
+        for s in [int(x) for x in os.environ.get("FUSED_S", "131072,1048576").split(",")]:
             bench.guarded(f"fused {s}", lambda s=s: fused(s))
             torch.cuda.empty_cache()
     if "prefill" in what:

@@ -181,8 +181,8 @@ def msa_attention(
 ) -> torch.Tensor:
     """`index_topk` then `sparse_attention` over its selection (see `runtime.kernels.msa_attention`).
 
-    Decode (one token per sequence, one index head per KV head, bf16/fp16 index keys) runs as one fused launch
-    (`msa_decode`); everything else as the two kernels. k_scale: a quantized index-key cache, as for `index_topk`."""
+    Decode (one token per sequence, one index head per KV head) runs as one fused launch (`msa_decode`); everything
+    else as the two kernels. k_scale: a quantized index-key cache, as for `index_topk`."""
     b, t, _, d = q.shape
     fused = (
         t == 1
@@ -190,9 +190,6 @@ def msa_attention(
         and triton_enabled(q)
         and _supported(q, d, block_size)
         and _supported(idx_q, idx_q.shape[-1], block_size)
-        # An fp8 index-key cache scans slower with one program per SM than the split index kernel's two (H200, 1M:
-        # 104-111 vs 82 us), so it keeps the two kernels.
-        and k_scale is None
     )
     if fused:
         _prepare()

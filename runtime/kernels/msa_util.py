@@ -26,6 +26,18 @@ def device_programs(device: torch.device) -> int:
     return 4
 
 
+def resident_programs(kernel: object, num_warps: int, device: torch.device) -> int:
+    """How many programs of a compiled Triton kernel one SM holds at once, by registers, shared memory and threads."""
+    props = torch.cuda.get_device_properties(device)
+    kernel._init_handles()  # type: ignore[attr-defined]  # loads the binary, which sets n_regs
+    warp_regs = -(-kernel.n_regs * 32 // 256) * 256  # type: ignore[attr-defined]  # allocated per warp, in 256s
+    by_regs = getattr(props, "regs_per_multiprocessor", 65536) // (warp_regs * num_warps)  # 64K on sm_70..sm_90
+    # 1 KB of each program's shared memory is the runtime's own.
+    by_shared = props.shared_memory_per_multiprocessor // (kernel.metadata.shared + 1024)  # type: ignore[attr-defined]
+    by_threads = props.max_threads_per_multi_processor // (32 * num_warps)
+    return int(min(by_regs, by_shared, by_threads))
+
+
 _STATE: dict[tuple[torch.device, str], torch.Tensor] = {}
 
 

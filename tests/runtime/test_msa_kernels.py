@@ -172,8 +172,9 @@ def test_index_topk_with_scaled_keys(name: str, per: str) -> None:
     args = dict(block_size=c["bs"], topk=c["topk"], local_blocks=c["local"], q_offset=off)
     ours = msa.index_topk(q, kq, **args, k_scale=scale)
     deq = dequantize_index_keys(kq, scale, block_size=c["bs"])
+    # On the GPU fp8 keys are scored against a float16 copy of the query (see msa_index._scan_blocks).
     report = selection_errors(ours, pooled_scores(q, deq, block_size=c["bs"], local_blocks=c["local"], q_offset=off),
-                              rel_tol=1e-3)
+                              rel_tol=4e-3 if CUDA else 1e-3)
     assert _no_errors(report), report
 
 
@@ -314,6 +315,9 @@ DECODE_CASES: dict[str, dict[str, Any]] = {
     # blocks per scan iteration, and a last program with one block (63 blocks in twos).
     "mid-cache-3-groups": dict(b=1, s=3000, off=2000, h=2, g=4, d=32, di=32, bs=32, topk=6, local=2, parts=2,
                                programs=40, pair=True),
+    # First-level merges of 4 programs: 11 programs make groups of 4, 4 and 3.
+    "groups-of-4": dict(b=1, s=1500, off=1400, h=2, g=4, d=32, di=32, bs=32, topk=5, local=1, parts=2, programs=11,
+                        group=4),
 }
 
 
@@ -335,7 +339,7 @@ def test_msa_decode_matches_index_then_sparse(name: str) -> None:
     args = dict(block_size=c["bs"], topk=c["topk"], local_blocks=c["local"], q_offset=c["off"])
     for _ in range(2):  # a second call finds its arrival counters reset and its epoch flags moved on
         out, sel = msa_decode(q, k, v, iq, ik, **args, parts=c["parts"], programs=c.get("programs"),
-                              pair=c.get("pair", False))
+                              pair=c.get("pair", False), group=c.get("group", 16))
         assert _same_sets(sel, reference.index_topk(iq, ik, **args)) == 1.0
         assert _no_errors(selection_errors(sel, pooled_scores(iq, ik, block_size=c["bs"], local_blocks=c["local"],
                                                               q_offset=c["off"])))
@@ -359,7 +363,7 @@ def test_msa_decode_with_scaled_index_keys(per: str, pair: bool) -> None:
     out, sel = msa_decode(q, k, v, iq, kq, **args, k_scale=scale, programs=25, pair=pair)
     deq = dequantize_index_keys(kq, scale, block_size=c["bs"])
     report = selection_errors(sel, pooled_scores(iq, deq, block_size=c["bs"], local_blocks=c["local"],
-                                                 q_offset=c["off"]), rel_tol=1e-3)
+                                                 q_offset=c["off"]), rel_tol=4e-3 if CUDA else 1e-3)
     assert _no_errors(report), report
     want = reference.sparse_attention(q.float(), k.float(), v.float(), sel, block_size=c["bs"], q_offset=c["off"])
     assert (out.float() - want).abs().max().item() < 2e-3
@@ -397,6 +401,25 @@ def test_msa_attention_fuses_decode_and_composes_otherwise(monkeypatch: pytest.M
     got3 = msa.msa_attention(q3, k, v, iq3, ik, **args, q_offset=697)
     assert calls == [1]
     assert (got3 - kernels._composed_msa_attention(q3, k, v, iq3, ik, **args, q_offset=697)).abs().max() < 1e-4
+
+
+def test_msa_attention_fuses_decode_with_fp8_index_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    from runtime.kernels import msa_decode
+    from runtime.kernels.msa import quantize_index_keys
+
+    calls = []
+    real = msa_decode.msa_decode
+    monkeypatch.setattr(msa_decode, "msa_decode", lambda *a, **kw: calls.append(kw["k_scale"]) or real(*a, **kw))
+    c = DECODE_CASES["m3-shape-short"]
+    dtype = torch.float32 if CUDA else torch.float16  # fp8 keys travel as float16 on CPU, as in the index test
+    q, k, v, iq, ik = _decode_inputs(c, dtype, seed=95)
+    kq, scale = quantize_index_keys(ik.float(), per="token", block_size=128, dtype=None if CUDA else torch.float16)
+    args = dict(block_size=128, topk=16, local_blocks=1, q_offset=699)
+    got = msa.msa_attention(q, k, v, iq, kq, **args, k_scale=scale)
+    assert len(calls) == 1 and calls[0] is not None
+    sel = msa.index_topk(iq, kq, **args, k_scale=scale)
+    want = msa.sparse_attention(q, k, v, sel, block_size=128, q_offset=699)
+    assert (got.float() - want.float()).abs().max().item() < 2e-3
 
 
 @pytest.mark.skipif(not CUDA, reason="CUDA graphs need a GPU")
