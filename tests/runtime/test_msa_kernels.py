@@ -411,7 +411,8 @@ def test_msa_attention_fuses_decode_with_fp8_index_keys(monkeypatch: pytest.Monk
     real = msa_decode.msa_decode
     monkeypatch.setattr(msa_decode, "msa_decode", lambda *a, **kw: calls.append(kw["k_scale"]) or real(*a, **kw))
     c = DECODE_CASES["m3-shape-short"]
-    dtype = torch.float32 if CUDA else torch.float16  # fp8 keys travel as float16 on CPU, as in the index test
+    # bf16 on the GPU (what the kernels serve there); on CPU fp8 keys travel as float16, as in the index test.
+    dtype = torch.bfloat16 if CUDA else torch.float16
     q, k, v, iq, ik = _decode_inputs(c, dtype, seed=95)
     kq, scale = quantize_index_keys(ik.float(), per="token", block_size=128, dtype=None if CUDA else torch.float16)
     args = dict(block_size=128, topk=16, local_blocks=1, q_offset=699)
@@ -419,7 +420,7 @@ def test_msa_attention_fuses_decode_with_fp8_index_keys(monkeypatch: pytest.Monk
     assert len(calls) == 1 and calls[0] is not None
     sel = msa.index_topk(iq, kq, **args, k_scale=scale)
     want = msa.sparse_attention(q, k, v, sel, block_size=128, q_offset=699)
-    assert (got.float() - want.float()).abs().max().item() < 2e-3
+    assert (got.float() - want.float()).abs().max().item() < (1e-2 if CUDA else 2e-3)
 
 
 @pytest.mark.skipif(not CUDA, reason="CUDA graphs need a GPU")
