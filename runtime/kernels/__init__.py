@@ -30,7 +30,6 @@ OPS = (
 )
 
 
-
 def _composed_msa_attention(
     q: torch.Tensor,
     k: torch.Tensor,

@@ -34,9 +34,9 @@ import triton.language as tl
 
 from runtime.kernels.msa_index import (
     _FLOOR,
-    _NEG_INF_ORDERED,
     KEYS_M_DEFAULT,
     _block_ids,
+    _key_block,
     _scan_blocks,
     _top_keys,
     _unpack_id,
@@ -166,8 +166,7 @@ def _decode_kernel(
         top = _top_keys(picks, 1, TOPK, KP)
         if TRACE:
             tl.store(trace + 3, global_time())
-        key = tl.sum(tl.sum(tl.where(kcol[None, :] == slot // PARTS, top, 0), axis=1), axis=0)
-        n = tl.where(((key >> 32) > _NEG_INF_ORDERED) & (_unpack_id(key) >= 0), _unpack_id(key), -1)
+        n = _key_block(tl.sum(tl.sum(tl.where(kcol[None, :] == slot // PARTS, top, 0), axis=1), axis=0))
         prow = ((b * H + h) * NSLOT + slot) * G + g
         if n >= 0:
             _keys_partial(
@@ -225,7 +224,7 @@ def msa_decode(
     programs: int | None = None,
     parts: int = 2,
     pair: bool = False,
-    keys_m: bool | None = None,
+    keys_m: bool = KEYS_M_DEFAULT,
     per_sm: int | None = None,
     group: int = GROUP,
     num_warps: int = 4,
@@ -239,7 +238,7 @@ def msa_decode(
     q [B, 1, Hq, D], k/v [B, S, H, D], idx_q [B, 1, H, DI] (one index head per KV head), idx_k [B, S, DI], with
     optional k_scale as for `index_topk`. programs: grid width per sequence (default: the SMs shared among the
     sequences; it must stay at or under the SM count, see the module docstring). parts: programs per selected block.
-    pair: scan two key blocks per loop iteration. keys_m: see `msa_index._block_pool` (None: KEYS_M_DEFAULT).
+    pair: scan two key blocks per loop iteration. keys_m: see `msa_index._block_pool`.
     per_sm: programs per SM, checked against the compiled kernel's registers and shared memory. Two give each
     scheduler two warps to switch between while one waits: an fp8 scan needs that to keep up with its bytes (H200,
     1M keys: 51 vs 62 us), a bf16 one gains nothing (77 either way) and its merges get twice the candidates. None: 2
@@ -263,8 +262,6 @@ def msa_decode(
         raise ValueError(f"group={group}: the first-level merge takes a power of two of programs")
     if hq % h or block_size % parts or block_size // parts < 16:
         raise ValueError(f"{hq} query heads over {h} KV heads, block {block_size} in {parts} parts: not supported")
-    if keys_m is None:
-        keys_m = KEYS_M_DEFAULT
     dev = q.device
     sms = device_programs(dev)
     if b > sms:
@@ -274,14 +271,6 @@ def msa_decode(
     kp = next_pow2(max(topk, 2))
     n_blocks = q_offset // block_size + 1
     coop = dev.type == "cuda"
-    # On the GPU every program must be resident at once (see the module docstring): at most per_sm per SM, which is
-    # checked below against what the compiled kernel needs.
-    want = per_sm or (2 if k_scale is not None else 1)
-    cap = want * sms // b
-    width = min(programs or cap, cap if coop else n_blocks, n_blocks)
-    per = -(-n_blocks // width)
-    n_progs = -(-n_blocks // per)
-    n_groups = -(-n_progs // group)
     scale_mode = 0
     if k_scale is not None:
         scale_mode = 1 if k_scale.shape == (b, s) else 2
@@ -291,45 +280,51 @@ def msa_decode(
     q, k, v, idx_q, idx_k = (x if x.stride(-1) == 1 else x.contiguous() for x in (q, k, v, idx_q, idx_k))
     out = torch.empty_like(q)
     sel = torch.empty((b, h, 1, topk), dtype=torch.int32, device=dev)
-    cand = torch.empty((b, n_progs, h, kp), dtype=torch.int64, device=dev)
-    cand2 = torch.empty((b, n_groups, h, kp), dtype=torch.int64, device=dev)
     nslot = topk * parts
     part_o = torch.empty((b, h, nslot, g, d), dtype=q.dtype, device=dev)
     part_lse = torch.empty((b, h, nslot, g), dtype=torch.float32, device=dev)
-    # Per sequence: an epoch and two sets of counters (see the module docstring). The layout depends on n_groups and
-    # h, so each (n_groups, h) keeps its own state: a set zeroed under one layout is never read under another.
-    nset = n_groups + 2 * h + 1
-    state = kernel_state(dev, f"decode state {n_groups} {h}", sms * (1 + 2 * nset))
     qk_scale = (d**-0.5 if scale is None else scale) * LOG2E
     # PDL for bf16 keys only by default, as in msa_index (it made the fp8 index launch slower on the H200).
     launch_pdl = pdl_kwargs(dev) if (k_scale is None if pdl is None else pdl) else {}
-    args = (
-        idx_q, idx_k, k_scale if k_scale is not None else idx_k, q, k, v,
-        sel, out, cand, cand2, part_o, part_lse, state, trace if trace is not None else cand,
-        s, q_offset, per, n_progs, n_groups, qk_scale,
-        idx_q.stride(0), idx_q.stride(2), idx_k.stride(0), idx_k.stride(1),
-        k_scale.stride(0) if k_scale is not None else 0,
-        q.stride(0), q.stride(2), k.stride(0), k.stride(1), k.stride(2), v.stride(0), v.stride(1), v.stride(2),
-        out.stride(0), out.stride(2),
-    )  # fmt: skip
-    meta = dict(
-        H=h, DI=di, ROWS=max(8 if keys_m else 16, next_pow2(h)), BS=block_size, TOPK=topk, KP=kp, LOCAL=local_blocks,
-        PREC=dot_precision(q), SCALE=scale_mode, KEYS_M=keys_m, G=g, GP=max(16, next_pow2(g)), D=d, PARTS=parts,
-        MKP=next_pow2(nslot), GROUP=group, NC1=group * kp, NC2=max(kp, next_pow2(n_groups * kp)), NSET=nset,
-        NSETP=next_pow2(nset), COOP=coop, PAIR=pair, TRACE=trace is not None, num_warps=num_warps,
-        num_stages=num_stages, **launch_pdl,
-    )  # fmt: skip
-    if coop and want > 1 and n_progs * b > sms:
-        fit_key = (dev, idx_k.dtype, q.dtype, tuple(sorted(meta.items())))
-        if fit_key not in _FITS:  # compiling (or finding the compiled kernel) costs ~0.1 ms of host time: once
-            _FITS[fit_key] = resident_programs(_decode_kernel.warmup(*args, grid=(1,), **meta), num_warps, dev)
-        fits = _FITS[fit_key]
-        if fits < want:
-            if per_sm:
-                raise ValueError(f"per_sm={per_sm}: only {fits} of these decode programs fit on an SM at once")
-            return msa_decode(q, k, v, idx_q, idx_k, block_size=block_size, topk=topk, local_blocks=local_blocks,
-                              q_offset=q_offset, scale=scale, k_scale=k_scale, programs=programs, parts=parts,
-                              pair=pair, keys_m=keys_m, per_sm=1, group=group, num_warps=num_warps,
-                              num_stages=num_stages, pdl=pdl, trace=trace)
-    _decode_kernel[(n_progs, b)](*args, **meta)
+    # On the GPU every program must be resident at once (see the module docstring): at most `fit` per SM, checked
+    # against what the compiled kernel needs; by default two for fp8 keys, falling back to one where two do not fit.
+    want = per_sm or (2 if k_scale is not None else 1)
+    for fit in (want,) if per_sm or want == 1 else (want, 1):
+        cap = fit * sms // b
+        width = min(programs or cap, cap if coop else n_blocks, n_blocks)
+        per = -(-n_blocks // width)
+        n_progs = -(-n_blocks // per)
+        n_groups = -(-n_progs // group)
+        cand = torch.empty((b, n_progs, h, kp), dtype=torch.int64, device=dev)
+        cand2 = torch.empty((b, n_groups, h, kp), dtype=torch.int64, device=dev)
+        # Per sequence: an epoch and two sets of counters (see the module docstring). The layout depends on n_groups
+        # and h, so each (n_groups, h) keeps its own state: a set zeroed under one layout is never read under another.
+        nset = n_groups + 2 * h + 1
+        state = kernel_state(dev, f"decode state {n_groups} {h}", sms * (1 + 2 * nset))
+        args = (
+            idx_q, idx_k, k_scale if k_scale is not None else idx_k, q, k, v,
+            sel, out, cand, cand2, part_o, part_lse, state, trace if trace is not None else cand,
+            s, q_offset, per, n_progs, n_groups, qk_scale,
+            idx_q.stride(0), idx_q.stride(2), idx_k.stride(0), idx_k.stride(1),
+            k_scale.stride(0) if k_scale is not None else 0,
+            q.stride(0), q.stride(2), k.stride(0), k.stride(1), k.stride(2), v.stride(0), v.stride(1), v.stride(2),
+            out.stride(0), out.stride(2),
+        )  # fmt: skip
+        meta = dict(
+            H=h, DI=di, ROWS=max(8 if keys_m else 16, next_pow2(h)), BS=block_size, TOPK=topk, KP=kp,
+            LOCAL=local_blocks, PREC=dot_precision(q), SCALE=scale_mode, KEYS_M=keys_m, G=g, GP=max(16, next_pow2(g)),
+            D=d, PARTS=parts, MKP=next_pow2(nslot), GROUP=group, NC1=group * kp, NC2=max(kp, next_pow2(n_groups * kp)),
+            NSET=nset, NSETP=next_pow2(nset), COOP=coop, PAIR=pair, TRACE=trace is not None, num_warps=num_warps,
+            num_stages=num_stages, **launch_pdl,
+        )  # fmt: skip
+        if coop and fit > 1 and n_progs * b > sms:
+            fit_key = (dev, idx_k.dtype, q.dtype, tuple(sorted(meta.items())))
+            if fit_key not in _FITS:  # compiling (or finding the compiled kernel) costs ~0.1 ms of host time: once
+                _FITS[fit_key] = resident_programs(_decode_kernel.warmup(*args, grid=(1,), **meta), num_warps, dev)
+            if _FITS[fit_key] < fit:
+                if per_sm:
+                    raise ValueError(f"per_sm={per_sm}: only {_FITS[fit_key]} of these decode programs fit on an SM")
+                continue
+        _decode_kernel[(n_progs, b)](*args, **meta)
+        break
     return out, sel

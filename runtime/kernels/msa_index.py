@@ -57,12 +57,17 @@ def _top_keys(keys, ROWS: tl.constexpr, TOPK: tl.constexpr, KPF: tl.constexpr):
 
 
 @triton.jit
+def _key_block(key):
+    """Block id of a picked key, or -1: a block scoring -inf (wholly in the future) or a placeholder is no block."""
+    block = _unpack_id(key)
+    return tl.where(((key >> 32) > _NEG_INF_ORDERED) & (block >= 0), block, -1)
+
+
+@triton.jit
 def _block_ids(best, TOPK: tl.constexpr, KP: tl.constexpr):
     """Block ids of a [rows, KP] tile of picked keys (`_top_keys`' output), in descending block order, -1 padded."""
     kcol = tl.arange(0, KP)
-    sel = _unpack_id(best)
-    # Blocks scoring -inf (wholly in the future), placeholders and padding columns all mean "no block".
-    sel = tl.where(((best >> 32) > _NEG_INF_ORDERED) & (sel >= 0) & (kcol < TOPK)[None, :], sel, -1)
+    sel = tl.where((kcol < TOPK)[None, :], _key_block(best), -1)  # padding columns are no block either
     return tl.sort(sel, dim=1, descending=True)
 
 
@@ -330,14 +335,14 @@ def index_topk(
     num_warps: int | None = None,
     k_scale: torch.Tensor | None = None,
     merge_group: int | None = None,
-    keys_m: bool | None = None,
+    keys_m: bool = KEYS_M_DEFAULT,
 ) -> torch.Tensor:
     """Triton `index_topk` (see `reference.index_topk`); the keywords after q_offset set the launch shape.
 
     k_scale: scores use idx_k * k_scale, for a quantized (e.g. float8_e4m3fn) index-key cache: float32 [B, S] (one
     scale per key) or [B, ceil(S / block_size)] (one positive scale per key block). merge_group: see
     `_merge_candidates`. keys_m: score tiles of at most 16 rows with the keys on the dot's M side (see
-    `_block_pool`; None: KEYS_M_DEFAULT).
+    `_block_pool`).
     """
     b, t, h, d = idx_q.shape
     s = idx_k.shape[1]
@@ -369,8 +374,6 @@ def index_topk(
     if rows is None:
         rows = min(128, max(16, next_pow2(t * h)))
     rows = max(rows, next_pow2(h))
-    if keys_m is None:
-        keys_m = KEYS_M_DEFAULT
     keys_m = keys_m and rows <= 16
     if keys_m:
         rows = max(8, next_pow2(min(rows, t * h)))

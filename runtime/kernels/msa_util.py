@@ -42,9 +42,9 @@ _STATE: dict[tuple[torch.device, str], torch.Tensor] = {}
 
 
 def kernel_state(device: torch.device, kind: str, n: int) -> torch.Tensor:
-    """n int32 zeros kept across calls, one buffer per (device, kind): arrival counters that the kernels leave at
-    zero (so decode needs no memset launch), or epoch flags whose value does not matter, only that it changes. One
-    stream at a time may use them, as the engine decodes on one."""
+    """n int32 zeros kept across calls, one buffer per (device, kind), for state the kernels return to zero
+    themselves (so decode needs no memset launch): arrival counters, epochs whose value does not matter, only that it
+    changes, and the counter sets an epoch picks. One stream at a time may use them, as the engine decodes on one."""
     buf = _STATE.get((device, kind))
     if buf is None or buf.numel() < n:
         buf = torch.zeros(max(n, 1024), dtype=torch.int32, device=device)
