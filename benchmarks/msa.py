@@ -12,9 +12,9 @@ reported and the rest still runs:
 3. prefill at 32K and 128K: dense causal SDPA (FlashAttention backend), our index branch (score + pool + top-k
    fused), the query-outer sparse kernel (the baseline form), our KV-outer sparse kernel (a few launch configs tried
    at 32K, the best kept), and the whole MSA layer (index + KV-outer);
-4. decode at 128K, 512K and 1M keys, timed as CUDA-graph replays over several layer copies (so the keys are not
-   L2-resident as they would not be in a real model): dense SDPA, index, split sparse, query-outer sparse, MSA total
-   (index + sparse, two launches), and the fused one-launch decode (`msa_decode`).
+4. decode at 128K, 512K and 1M keys, timed as back-to-back CUDA-graph replays over several layer copies (so the keys
+   are not L2-resident as they would not be in a real model): dense SDPA, index, split sparse, query-outer sparse, MSA
+   total (index + sparse, two launches), and the fused one-launch decode (`msa_decode`).
 
 Effective TFLOP/s count only the FLOPs the selected blocks need (causal keys of the chosen blocks; for the index, the
 causal scores); TB/s count the bytes a kernel must read. Medians of many runs after warm-up. Runs in ~2-4 minutes on
@@ -102,8 +102,12 @@ def cuda_time_ms(fn: Callable[[], Any], *, warmup: int = 2, budget_s: float = 1.
     return statistics.median(times)
 
 
-def graph_time_us(fns: list[Callable[[], Any]], *, replays: int = 30) -> float:
-    """Per-call time in µs of a CUDA graph that runs every fn in `fns` once (one per layer copy), median of replays."""
+def graph_time_us(fns: list[Callable[[], Any]], *, replays: int = 20, rounds: int = 7, one_at_a_time: bool = False
+                  ) -> float:
+    """Per-call time in µs of a CUDA graph that runs every fn in `fns` once (one per layer copy): median over rounds
+    of `replays` back-to-back replays, as a serving engine replays its decode graph (the host's launch of each replay
+    overlaps the one before; a whole-model graph spreads it over 60 layers). one_at_a_time: time each replay alone
+    between two events, the host's launch latency included (the method of the earlier rounds)."""
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
@@ -121,12 +125,14 @@ def graph_time_us(fns: list[Callable[[], Any]], *, replays: int = 30) -> float:
     torch.cuda.synchronize()
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     times = []
-    for _ in range(replays):
+    for _ in range(replays * rounds if one_at_a_time else rounds):
+        n = 1 if one_at_a_time else replays
         start.record()
-        graph.replay()
+        for _ in range(n):
+            graph.replay()
         end.record()
         end.synchronize()
-        times.append(start.elapsed_time(end))
+        times.append(start.elapsed_time(end) / n)
     del graph
     return statistics.median(times) * 1000 / len(fns)
 
@@ -557,8 +563,14 @@ def decode(s: int) -> None:
         row(f"MSA fused, fp8 index keys (per-{per})", guarded(f"decode fused fp8 {per} {s}", lambda qs=qs:
             graph_time_us([fused8_call(x, *q) for x, q in zip(layers, qs, strict=True)])), fp8_bytes[per] + sb)
     if s == 1 << 20:
-        # The graph's own launch cost, spread over its layer copies (2 here): a whole-model decode graph spreads it
-        # over every layer. The same fused calls with 6 layer copies show how much of the per-layer time it is.
+        # The method of the earlier rounds, for comparison: each replay timed alone, its host launch included.
+        row("MSA fused (one launch), each replay timed alone", guarded(f"decode fused alone {s}", lambda: graph_time_us(
+            [fused_call(x) for x in layers], one_at_a_time=True)), s * DIDX * 2.0 + sb, replays_timed_alone=True)
+        row("MSA fused, fp8 index keys (per-block), each replay timed alone", guarded(f"decode fused fp8 alone {s}",
+            lambda: graph_time_us([fused8_call(x, *q) for x, q in zip(layers, quant["block"], strict=True)],
+                                  one_at_a_time=True)), fp8_bytes["block"] + sb, replays_timed_alone=True)
+        # What is left of the graph's own cost per replay, spread over its layer copies (2 here): a whole-model
+        # decode graph spreads it over every layer. The same fused calls with 6 layer copies show how much it is.
         more = layers + [make_inputs(1, s, seed=s + 100 + i) for i in range(4)]
         more8 = [msa.quantize_index_keys(x["ik"], per="block", block_size=BS) for x in more]
         row("MSA fused (one launch), 6 layer copies", guarded(f"decode fused 6 copies {s}", lambda: graph_time_us(
