@@ -125,8 +125,8 @@ def graph_time_us(fns: list[Callable[[], Any]], *, replays: int = 20, rounds: in
     torch.cuda.synchronize()
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     times = []
-    for _ in range(replays * rounds if one_at_a_time else rounds):
-        n = 1 if one_at_a_time else replays
+    n = 1 if one_at_a_time else replays  # replays per timed sample
+    for _ in range(replays * rounds // n):
         start.record()
         for _ in range(n):
             graph.replay()
