@@ -6,7 +6,9 @@
   with programmatic dependent launch on and off, index launch shapes, and the fp8 index-key paths;
 - fused (128K, 512K, 1M keys): the one-launch decode (`msa_decode`) against index + sparse, checked first, then its
   launch parameters one at a time around the default, and with fp8 index keys;
-- prefill (128K): KV-outer with two merge shapes, with each kernel's device time, and the index branch.
+- prefill (128K, or the sizes in PREFILL_T, e.g. PREFILL_T=32768,131072): KV-outer with the Gluon partial kernel
+  (the default on Hopper) and with the Triton one, each kernel's device time, and the index branch;
+- ncu: one KV-outer call at 32K with each partial kernel, as a target for Nsight Compute.
 """
 
 from __future__ import annotations
@@ -262,7 +264,7 @@ def prefill(t: int) -> None:
     OUT["prefill"].append({"T": t, "what": "index", "ms": bench.cuda_time_ms(
         lambda: msa.index_topk(inp["iq"], inp["ik"], **args))})
     ref = None
-    for name, cfg in (("default", KVOuterConfig()), ("merge_t=4", KVOuterConfig(merge_t=4))):
+    for name, cfg in (("default", KVOuterConfig()), ("triton partials", KVOuterConfig(hopper=False))):
         def run(cfg: Any = cfg) -> torch.Tensor:
             return msa.sparse_attention(inp["q"], inp["k"], inp["v"], bi, block_size=bench.BS, mode="kv_outer",
                                         config=cfg)
@@ -278,12 +280,15 @@ def prefill(t: int) -> None:
 
 
 def ncu_target() -> None:
-    """One KV-outer call at 32K, for `ncu --kernel-name _kv_outer_kernel` (stall reasons, occupancy)."""
+    """KV-outer at 32K, once with each partial kernel (Gluon, then Triton), for `ncu --kernel-name regex:kv_outer`
+    (stall reasons, occupancy)."""
     from runtime.kernels import msa
+    from runtime.kernels.msa_sparse import KVOuterConfig
 
     inp = bench.make_inputs(32768, 32768, seed=1)
     bi = msa.index_topk(inp["iq"], inp["ik"], block_size=bench.BS, topk=bench.TOPK, local_blocks=bench.LOCAL)
-    msa.sparse_attention(inp["q"], inp["k"], inp["v"], bi, block_size=bench.BS, mode="kv_outer")
+    for cfg in (KVOuterConfig(), KVOuterConfig(hopper=False)):
+        msa.sparse_attention(inp["q"], inp["k"], inp["v"], bi, block_size=bench.BS, mode="kv_outer", config=cfg)
     torch.cuda.synchronize()
 
 
@@ -302,7 +307,9 @@ def main() -> int:
             bench.guarded(f"fused {s}", lambda s=s: fused(s))
             torch.cuda.empty_cache()
     if "prefill" in what:
-        bench.guarded("prefill", lambda: prefill(131072))
+        for t in [int(x) for x in os.environ.get("PREFILL_T", "131072").split(",")]:
+            bench.guarded(f"prefill {t}", lambda t=t: prefill(t))
+            torch.cuda.empty_cache()
     out_dir = Path(os.environ.get("OUT") or ROOT / "benchmarks" / "results")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "breakdown.json").write_text(json.dumps(OUT, indent=2))

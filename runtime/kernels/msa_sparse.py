@@ -21,16 +21,21 @@ are processed in query chunks so the partial buffer stays under `partial_budget`
 
 from __future__ import annotations
 
+import functools
+import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import triton
 import triton.language as tl
+from triton.compiler.errors import CompilationError
 
 from runtime.kernels.msa_util import dot_precision, kernel_state, next_pow2, pdl_kwargs, pdl_wait_then_release
 
 LOG2E = 1.4426950408889634
 PARTIAL_BUDGET = 4 << 30
+HOPPER_ROWS = 64  # rows (gathered queries x group heads) per wgmma tile in the Gluon partial kernel: one warpgroup's M
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ class KVOuterConfig:
     num_warps: int = 4
     num_stages: int = 3
     partial_budget: int = PARTIAL_BUDGET
+    hopper: bool = True  # the Gluon partial kernel (async wgmma) where it applies; False keeps the Triton one
 
 
 @triton.jit
@@ -394,6 +400,51 @@ def _kv_outer_plan(
     return order, table[0], table[1], table[2]
 
 
+def _hopper_partials(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: int, block_size: int) -> bool:
+    """Whether the Gluon partial kernel applies: an sm_90 GPU, 16-bit inputs whose rows start on 16 bytes (it copies
+    16-byte chunks), Triton's Gluon API as in 3.6, and the shapes it was written for (a power-of-two group that tiles
+    64 rows, head dim and block 64 or 128)."""
+    if not q.is_cuda or q.dtype not in (torch.bfloat16, torch.float16):
+        return False
+    if torch.cuda.get_device_capability(q.device)[0] != 9:
+        return False
+    if g & (g - 1) or g > 64 or q.shape[-1] not in (64, 128) or block_size not in (64, 128):
+        return False
+    if any(x.data_ptr() % 16 or any(st % 8 for st in x.stride()[:-1]) for x in (q, k, v)):
+        return False
+    return _GLUON_FAILURE is None and _gluon_kernel() is not None
+
+
+_GLUON_FAILURE: str | None = None  # why the Gluon kernel did not compile here, once it has failed
+
+
+@functools.cache
+def _gluon_kernel() -> Any:
+    try:
+        from runtime.kernels.msa_sparse_hopper import kv_outer_kernel_hopper
+    except ImportError:  # a Triton without Gluon's Hopper API
+        return None
+    return kv_outer_kernel_hopper
+
+
+def _launch_gluon_partials(grid: int, args: tuple[Any, ...], **constexprs: Any) -> bool:
+    """Launch the Gluon partial kernel; False (and a warning, once) if this Triton cannot compile it. Gluon's API is
+    still experimental and moves between Triton releases; the kernel is written for Triton 3.6's."""
+    global _GLUON_FAILURE
+    try:
+        _gluon_kernel()[(grid,)](*args, **constexprs, num_warps=4)
+    except CompilationError as exc:
+        _GLUON_FAILURE = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1]}"
+        warnings.warn(
+            f"MSA: the Gluon KV-outer kernel does not compile with Triton {triton.__version__} ({_GLUON_FAILURE}); "
+            "using the Triton kernel instead (same results, slower prefill)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return False
+    return True
+
+
 def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bi: torch.Tensor, block_size: int, q_offset: int) -> None:
     b, t, hq, d = q.shape
     if k.shape != v.shape or k.shape[0] != b or k.shape[3] != d:
@@ -453,6 +504,7 @@ def sparse_attention(
     if cfg.t_sub > 0 and chunk > cfg.t_sub:
         chunk -= chunk % cfg.t_sub  # keep L2 sub-chunks whole
     common = dict(HKV=hkv, TOPK=topk, G=g, D=d, BS=block_size, PREC=dot_precision(q))
+    hopper = mode == "kv_outer" and cfg.hopper and scale > 0 and _hopper_partials(q, k, v, g, block_size)
     for t0 in range(0, t, chunk):
         t1 = min(t, t0 + chunk)
         tc = t1 - t0
@@ -473,18 +525,26 @@ def sparse_attention(
                 **pdl_kwargs(q.device),
             )  # fmt: skip
             continue
-        sub = max(cfg.sub, -(-16 // gp))  # tl.dot wants >= 16 rows
+        sub = HOPPER_ROWS // g if hopper else max(cfg.sub, -(-16 // gp))  # tl.dot wants >= 16 rows
         order, tile_bucket, tile_lo, tile_hi = _kv_outer_plan(
             bi, n_blocks, cfg.t_sub, sub * cfg.sub_tiles, q_offset + t0, block_size
         )
-        _kv_outer_kernel[(tile_lo.numel(),)](
+        args = (
             qc, k, v, order, tile_bucket, tile_lo, tile_hi, part_o, part_lse,
             b, tc, s, q_offset + t0, n_blocks, qk_scale,
             qc.stride(0), qc.stride(1), qc.stride(2),
             k.stride(0), k.stride(1), k.stride(2),
             v.stride(0), v.stride(1), v.stride(2),
-            GP=gp, SUB=sub, **common, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
         )  # fmt: skip
+        # The Triton kernel walks any tile table in steps of its own SUB, so it can take over the Gluon one's plan.
+        if not (hopper and _launch_gluon_partials(
+            tile_lo.numel(), args, HKV=hkv, TOPK=topk, G=g, D=d, BS=block_size, ROWS=HOPPER_ROWS
+        )):
+            hopper = False
+            _kv_outer_kernel[(tile_lo.numel(),)](
+                *args, GP=gp, SUB=max(cfg.sub, -(-16 // gp)), **common, num_warps=cfg.num_warps,
+                num_stages=cfg.num_stages,
+            )
         merge_t = max(1, min(cfg.merge_t, next_pow2(tc)))
         _merge_kernel[(triton.cdiv(tc, merge_t), hkv, b)](
             part_o, part_lse, bi, oc, tc, oc.stride(0), oc.stride(1), oc.stride(2),

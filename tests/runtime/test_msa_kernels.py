@@ -291,6 +291,71 @@ def test_sparse_attention_query_chunks_under_a_small_partial_budget() -> None:
     assert (ours - ref).abs().max().item() < 1e-5
 
 
+HOPPER = CUDA and torch.cuda.get_device_capability()[0] == 9
+HOPPER_CASES: dict[str, dict[str, Any]] = {
+    # The Gluon partial kernel's shapes: M3's layout with a ragged length and buckets of a few queries ...
+    "m3-ragged": dict(b=1, t=700, s=700, hkv=2, g=16, d=128, bs=128, topk=4),
+    # ... a chunk against a longer cache (batch of two), and the 64-wide block and head dim.
+    "chunk-b2": dict(b=2, t=300, s=900, hkv=2, g=16, d=128, bs=128, topk=5),
+    "block64-d64": dict(b=1, t=333, s=333, hkv=1, g=8, d=64, bs=64, topk=4),
+    "block128-d64-g4": dict(b=1, t=260, s=520, hkv=3, g=4, d=64, bs=128, topk=3),
+}
+
+
+@pytest.mark.skipif(not HOPPER, reason="the Gluon partial kernel runs on sm_90 only")
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("name", list(HOPPER_CASES))
+def test_hopper_partials_match_reference_and_triton(name: str, dtype: torch.dtype) -> None:
+    from runtime.kernels.msa_sparse import _hopper_partials
+
+    c = {**HOPPER_CASES[name], "mode": "kv_outer"}
+    q = _randn(c["b"], c["t"], c["hkv"] * c["g"], c["d"], dtype=dtype, seed=50)
+    k = _randn(c["b"], c["s"], c["hkv"], c["d"], dtype=dtype, seed=51)
+    v = _randn(c["b"], c["s"], c["hkv"], c["d"], dtype=dtype, seed=52)
+    bi = _selection(c, torch.float32, seed=53)
+    assert _hopper_partials(q, k, v, c["g"], c["bs"])
+    gluon = _run_sparse(c, q, k, v, bi, config=KVOuterConfig())
+    triton_ = _run_sparse(c, q, k, v, bi, config=KVOuterConfig(hopper=False))
+    ref = reference.sparse_attention(q.float(), k.float(), v.float(), bi, block_size=c["bs"], q_offset=c["s"] - c["t"])
+    assert (gluon.float() - ref).abs().max().item() < _tolerance(dtype)
+    assert (gluon.float() - triton_.float()).abs().max().item() < _tolerance(dtype)
+
+
+def test_kv_outer_falls_back_when_the_gluon_kernel_does_not_compile(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Gluon's API moves between Triton releases: a Triton that cannot compile the Hopper kernel must still give the
+    # right answer (through the Triton kernel, on the Gluon kernel's plan), say so once, and not try again.
+    import ast
+
+    from triton.compiler.errors import CompilationError
+
+    from runtime.kernels import msa_sparse
+
+    class Uncompilable:
+        calls = 0
+
+        def __getitem__(self, grid: tuple[int]) -> Any:
+            def launch(*args: Any, **kwargs: Any) -> None:
+                Uncompilable.calls += 1
+                raise CompilationError(None, ast.parse("x").body[0], "no such builtin in this Triton")
+
+            return launch
+
+    c = {**HOPPER_CASES["chunk-b2"], "t": 40, "s": 300, "d": 32, "mode": "kv_outer"}
+    q = _randn(c["b"], c["t"], c["hkv"] * c["g"], c["d"], dtype=torch.float32, seed=60)
+    k = _randn(c["b"], c["s"], c["hkv"], c["d"], dtype=torch.float32, seed=61)
+    v = _randn(c["b"], c["s"], c["hkv"], c["d"], dtype=torch.float32, seed=62)
+    bi = _selection(c, torch.float32, seed=63)
+    monkeypatch.setattr(msa_sparse, "_GLUON_FAILURE", None)
+    monkeypatch.setattr(msa_sparse, "_gluon_kernel", lambda: Uncompilable())
+    monkeypatch.setattr(msa_sparse, "_hopper_partials", lambda *a: msa_sparse._GLUON_FAILURE is None)
+    with pytest.warns(RuntimeWarning, match="does not compile"):
+        ours = _run_sparse(c, q, k, v, bi)
+    again = _run_sparse(c, q, k, v, bi)
+    ref = reference.sparse_attention(q, k, v, bi, block_size=c["bs"], q_offset=c["s"] - c["t"])
+    assert (ours - ref).abs().max().item() < 1e-5 and torch.equal(ours, again)
+    assert Uncompilable.calls == 1 and "no such builtin" in str(msa_sparse._GLUON_FAILURE)
+
+
 def test_sampled_row_reference_agrees_with_reference() -> None:
     # The benchmark's full-size check recomputes sampled rows only; it must agree with the reference itself.
     c = SPARSE_CASES["chunk"]
