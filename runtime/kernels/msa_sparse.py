@@ -74,11 +74,12 @@ def _block_partial(q, k, v, kpos, pos, need_mask, qk_scale, PREC: tl.constexpr):
 
 @triton.jit
 def _kv_tiles(
-    q_ptr, k, v, order_ptr, part_o_ptr, part_lse_ptr, lo, hi, b, h, kpos, T, q_offset, qk_scale, sq_b, sq_t, sq_h,
-    TOPK: tl.constexpr, G: tl.constexpr, GP: tl.constexpr, D: tl.constexpr, SUB: tl.constexpr, PREC: tl.constexpr,
-    MASK: tl.constexpr,
+    q_ptr, k, v, order_ptr, part_o_ptr, part_lse_ptr, lo, hi, b, h, kpos, t_base, q_offset, qk_scale, sq_b, sq_t,
+    sq_h, TOPK: tl.constexpr, G: tl.constexpr, GP: tl.constexpr, D: tl.constexpr, SUB: tl.constexpr,
+    PREC: tl.constexpr, MASK: tl.constexpr,
 ):
     # Every gathered query of order[lo:hi] against the block already in registers, SUB queries x G heads a tile.
+    # A slot's query row is slot // TOPK - t_base: the bucket fixes b and h (a subtraction, not a division by T).
     d = tl.arange(0, D)
     r = tl.arange(0, SUB * GP)
     g = r % GP
@@ -87,7 +88,7 @@ def _kv_tiles(
         e_ok = e < hi
         row_ok = e_ok & (g < G)
         flat = tl.load(order_ptr + e, mask=e_ok, other=0)
-        t = (flat // TOPK) % T
+        t = flat // TOPK - t_base
         q = tl.load(
             q_ptr + b * sq_b + t[:, None].to(tl.int64) * sq_t + (h * G + g)[:, None] * sq_h + d[None, :],
             mask=row_ok[:, None],
@@ -142,7 +143,9 @@ def _kv_outer_kernel(
         diag = bk % 2
         n = (bk // 2) % NB
         h = (bk // (2 * NB)) % HKV
-        b = ((bk // (2 * NB * HKV)) % B).to(tl.int64)
+        b = (bk // (2 * NB * HKV)) % B
+        t_base = (b * HKV + h) * T
+        b = b.to(tl.int64)
         d = tl.arange(0, D)
         kpos = n * BS + tl.arange(0, BS)
         kmask = (kpos < S)[:, None]
@@ -152,11 +155,11 @@ def _kv_outer_kernel(
         # Buckets keep slots whose query sits inside the block (causal mask needed) apart from the rest, so each
         # inner loop is branch-free.
         if diag == 1:
-            _kv_tiles(q_ptr, k, v, order_ptr, part_o_ptr, part_lse_ptr, lo, hi, b, h, kpos, T, q_offset, qk_scale,
-                      sq_b, sq_t, sq_h, TOPK, G, GP, D, SUB, PREC, True)
+            _kv_tiles(q_ptr, k, v, order_ptr, part_o_ptr, part_lse_ptr, lo, hi, b, h, kpos, t_base, q_offset,
+                      qk_scale, sq_b, sq_t, sq_h, TOPK, G, GP, D, SUB, PREC, True)
         else:
-            _kv_tiles(q_ptr, k, v, order_ptr, part_o_ptr, part_lse_ptr, lo, hi, b, h, kpos, T, q_offset, qk_scale,
-                      sq_b, sq_t, sq_h, TOPK, G, GP, D, SUB, PREC, False)
+            _kv_tiles(q_ptr, k, v, order_ptr, part_o_ptr, part_lse_ptr, lo, hi, b, h, kpos, t_base, q_offset,
+                      qk_scale, sq_b, sq_t, sq_h, TOPK, G, GP, D, SUB, PREC, False)
 
 
 @triton.jit
