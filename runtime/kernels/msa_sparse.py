@@ -508,6 +508,7 @@ def sparse_attention(
         chunk -= chunk % cfg.t_sub  # keep L2 sub-chunks whole
     common = dict(HKV=hkv, TOPK=topk, G=g, D=d, BS=block_size, PREC=dot_precision(q))
     hopper = mode == "kv_outer" and cfg.hopper and scale > 0 and _hopper_partials(q, k, v, g, block_size)
+    triton_sub = max(cfg.sub, -(-16 // gp))  # queries per tile of the Triton kernel: tl.dot wants >= 16 rows
     for t0 in range(0, t, chunk):
         t1 = min(t, t0 + chunk)
         tc = t1 - t0
@@ -528,7 +529,7 @@ def sparse_attention(
                 **pdl_kwargs(q.device),
             )  # fmt: skip
             continue
-        sub = HOPPER_ROWS // g if hopper else max(cfg.sub, -(-16 // gp))  # tl.dot wants >= 16 rows
+        sub = HOPPER_ROWS // g if hopper else triton_sub
         order, tile_bucket, tile_lo, tile_hi = _kv_outer_plan(
             bi, n_blocks, cfg.t_sub, sub * cfg.sub_tiles, q_offset + t0, block_size
         )
@@ -545,8 +546,7 @@ def sparse_attention(
         )):
             hopper = False
             _kv_outer_kernel[(tile_lo.numel(),)](
-                *args, GP=gp, SUB=max(cfg.sub, -(-16 // gp)), **common, num_warps=cfg.num_warps,
-                num_stages=cfg.num_stages,
+                *args, GP=gp, SUB=triton_sub, **common, num_warps=cfg.num_warps, num_stages=cfg.num_stages
             )
         merge_t = max(1, min(cfg.merge_t, next_pow2(tc)))
         _merge_kernel[(triton.cdiv(tc, merge_t), hkv, b)](
