@@ -207,6 +207,8 @@ SPARSE_CASES: dict[str, dict[str, Any]] = {
     "prefill-ragged": dict(b=1, t=150, s=150, hkv=2, g=4, d=32, bs=32, topk=3, mode="kv_outer"),
     "chunk": dict(b=2, t=40, s=200, hkv=2, g=2, d=32, bs=16, topk=4, mode="kv_outer"),
     "chunk-auto": dict(b=1, t=24, s=200, hkv=1, g=4, d=32, bs=16, topk=5, mode="auto"),
+    # Queries start mid-block: diagonal buckets and merge programs straddle a block boundary.
+    "chunk-straddle": dict(b=1, t=37, s=150, hkv=2, g=4, d=32, bs=16, topk=4, mode="kv_outer"),
     "decode-group16": dict(b=1, t=1, s=300, hkv=1, g=16, d=64, bs=64, topk=4, mode="auto"),
     "decode-m3-shape": dict(b=1, t=1, s=500, hkv=2, g=16, d=128, bs=128, topk=16, mode="split"),
     "padding": dict(b=1, t=60, s=60, hkv=1, g=4, d=32, bs=16, topk=8, mode="kv_outer"),
@@ -257,7 +259,8 @@ def test_sparse_attention_matches_reference(name: str, dtype: torch.dtype) -> No
 
 
 def test_sparse_attention_any_selection() -> None:
-    # Not from index_topk: -1 anywhere in the row, blocks out of order, and blocks wholly in a query's future.
+    # Not from index_topk: -1 anywhere in the row, blocks out of order, blocks wholly in a query's future, and rows
+    # that leave out their own block (so none of their slots needs the causal mask).
     c = dict(b=1, t=48, s=96, hkv=2, g=4, d=32, bs=16, topk=4, mode="kv_outer")
     off = 48
     q = _randn(1, 48, 8, 32, dtype=torch.float32, seed=20)
@@ -267,8 +270,11 @@ def test_sparse_attention_any_selection() -> None:
     n_blocks = 6
     bi = torch.stack([torch.randperm(n_blocks, generator=gen)[:4] for _ in range(2 * 48)]).view(1, 2, 48, 4)
     own = ((torch.arange(48) + off) // 16).view(1, 1, 48)
-    bi[..., 0] = own  # every query sees at least its own block
-    bi[..., 1:] = torch.where(bi[..., 1:] == own[..., None], -1, bi[..., 1:])
+    drop = torch.zeros(48, dtype=torch.bool)
+    drop[::7] = True
+    first = torch.where(drop, own - 1, own)  # every query sees its own block, or the one before it
+    bi[..., 1:] = torch.where((bi[..., 1:] == own[..., None]) | (bi[..., 1:] == first[..., None]), -1, bi[..., 1:])
+    bi[..., 0] = first
     bi[:, :, ::5, 2] = -1
     bi = bi.to(torch.int32).to(DEVICE)
     ref = reference.sparse_attention(q, k, v, bi, block_size=16, q_offset=off)
