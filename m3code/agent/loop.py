@@ -20,7 +20,7 @@ from m3code.agent.context import (
     split_for_compaction,
 )
 from m3code.providers.base import Provider
-from m3code.providers.types import Message, ToolCall, ToolSpec, Usage, tool_images
+from m3code.providers.types import Done, Message, StreamEvent, ToolCall, ToolSpec, Usage, tool_images
 from m3code.session.events import (
     AssistantMessage,
     Compaction,
@@ -100,6 +100,12 @@ class Agent:
 
     # -- the loop ---------------------------------------------------------------------------------------
 
+    def _live(self, event: StreamEvent) -> None:
+        """Hand a stream event (delta, retry) to the views, tagged with this agent."""
+        if not isinstance(event, Done):
+            event.agent = self.name
+        self.session.emit(event)
+
     async def run(self, history: list[Message], pending: list[ToolCall] | None = None) -> Outcome:
         """Continue `history` (everything after the system prompt) until the model answers without tools.
 
@@ -114,8 +120,7 @@ class Agent:
                 self.session.emit(SteeringEvent(text=text, agent=self.name), sync=True)
                 history.append(steering_message(text))
             history = await self._maybe_compact(history)
-            completion = await self.provider.complete([self.system, *history], self.specs,
-                                                      on_event=self.session.emit)
+            completion = await self.provider.complete([self.system, *history], self.specs, on_event=self._live)
             self.turns += 1
             self.usage = self.usage + completion.usage
             message = completion.message

@@ -112,17 +112,21 @@ class Completion(BaseModel):
     stop_reason: str = "end_turn"
 
 
-# Stream events: deltas while a turn arrives, then exactly one Done carrying the assembled Completion.
+# Stream events: deltas while a turn arrives, then exactly one Done carrying the assembled Completion. `agent` names
+# whose stream it is: providers leave it empty and the agent loop fills it in, so the views of a team, whose agents
+# stream at the same time, can keep their streams apart.
 
 
 class TextDelta(BaseModel):
     kind: Literal["text"] = "text"
     text: str
+    agent: str = ""
 
 
 class ReasoningDelta(BaseModel):
     kind: Literal["reasoning"] = "reasoning"
     text: str
+    agent: str = ""
 
 
 class ToolCallDelta(BaseModel):
@@ -131,6 +135,7 @@ class ToolCallDelta(BaseModel):
     id: str | None = None
     name: str | None = None
     arguments: str = ""
+    agent: str = ""
 
 
 class Done(BaseModel):
@@ -145,6 +150,7 @@ class Retrying(BaseModel):
     attempt: int
     delay: float
     reason: str
+    agent: str = ""
 
 
 StreamEvent = TextDelta | ReasoningDelta | ToolCallDelta | Retrying | Done

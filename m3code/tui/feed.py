@@ -67,7 +67,7 @@ class Feed:
         self.session_id: str | None = None
         self.model = ""
         self.cards: dict[str, ToolCard] = {}
-        self.streaming: AssistantBlock | None = None
+        self.streams: dict[str, AssistantBlock] = {}  # the turn each agent is streaming (a team streams several)
         self.steering_sent: list[UserBlock] = []
         self.ended: SessionEnded | None = None
         self.task_shown = False
@@ -82,7 +82,7 @@ class Feed:
         if isinstance(event, (TextDelta, ReasoningDelta)):
             self._delta(event)
         elif isinstance(event, Retrying):
-            self._void_stream()
+            self._void_stream(event.agent or "main")
             self.add(NoticeBlock(f"↻ model call failed ({event.reason}); retry {event.attempt} in "
                                  f"{event.delay:.1f}s", "dim"))
         elif isinstance(event, SessionStarted):
@@ -111,7 +111,7 @@ class Feed:
             self.add(NoticeBlock(f"… compacted the history ({event.tokens_before} tokens) into a summary", "dim",
                                  detail=event.summary, agent=event.agent))
         elif isinstance(event, ErrorEvent):
-            self._void_stream()
+            self._void_stream(event.agent)
             self.add(NoticeBlock(event.message, "error" if event.fatal else "warn", agent=event.agent))
         elif isinstance(event, (PlanEvent, StepEvent, VerdictEvent)):
             self._team_event(event)
@@ -123,11 +123,10 @@ class Feed:
             self._ended(event)
 
     def _delta(self, event: TextDelta | ReasoningDelta) -> None:
-        if self.mode == "team":
-            return  # concurrent agents' deltas carry no agent: the finished messages are shown instead
-        block = self.streaming
+        agent = event.agent or "main"
+        block = self.streams.get(agent)
         if block is None:
-            block = self.streaming = AssistantBlock(streaming=True)
+            block = self.streams[agent] = AssistantBlock(agent=agent, streaming=True)
             self.add(block)
         if isinstance(event, TextDelta):
             block.content += event.text
@@ -136,21 +135,20 @@ class Feed:
         block.touch()
         self._changed(block)
 
-    def _void_stream(self) -> None:
-        if self.streaming is not None:
-            self.streaming.content = self.streaming.reasoning = ""
-            self.streaming.hidden = True
-            self.streaming.touch()
-            self._changed(self.streaming)
-            self.streaming = None
+    def _void_stream(self, agent: str) -> None:
+        block = self.streams.pop(agent, None)
+        if block is not None:
+            block.content = block.reasoning = ""
+            block.hidden, block.streaming = True, False
+            block.touch()
+            self._changed(block)
 
     def _assistant(self, event: AssistantMessage) -> None:
         self.totals.usage = self.totals.usage + event.usage
         self.totals.last_prompt_tokens = event.usage.input_tokens + event.usage.output_tokens
         self.totals.turns += 1
         message = event.message
-        block = self.streaming if event.agent == "main" else None
-        self.streaming = None
+        block = self.streams.pop(event.agent, None)
         if block is None:
             block = AssistantBlock(agent=event.agent)
             if not (message.content.strip() or message.reasoning.strip()):
@@ -211,9 +209,14 @@ class Feed:
                                  detail=event.findings.strip() if "\n" in event.findings.strip() else ""))
 
     def _ended(self, event: SessionEnded) -> None:
-        if self.streaming is not None and not self.streaming.content:
-            self._void_stream()
-        self.streaming = None
+        for agent, block in list(self.streams.items()):  # turns cut off by the stop
+            if block.content:
+                block.streaming = False
+                block.touch()
+                self._changed(block)
+                del self.streams[agent]
+            else:
+                self._void_stream(agent)
         self.ended = event
         for card in self.cards.values():  # calls cut off by the stop
             card.interrupted = True

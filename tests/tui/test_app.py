@@ -271,6 +271,30 @@ async def test_team_panel_shows_plan_steps_and_verdicts(demo_repo: Path, scripte
         assert "steps accepted" in app.transcript_text()  # the team's report
 
 
+async def test_team_agents_stream_their_turns_live_each_in_its_own_block(demo_repo: Path, scripted_server) -> None:
+    script = _team_script()
+    wrote = "Wrote a.txt with the letter A in it, as the step asks."
+    script["agents"]["producer/a"][-1] = {"content": wrote, "reasoning": "One echo does it.", "chunk_size": 4,
+                                          "event_delay": 0.03}
+    server = scripted_server(script)
+    app = make_app(demo_repo, server, mode="team")
+
+    def producer_blocks() -> list[AssistantBlock]:
+        return [b for b in app.blocks_of(AssistantBlock) if b.agent == "producer/a" and b.content]
+
+    async with app.run_test(size=(120, 30)) as pilot:
+        await send(pilot, "Write a.txt")
+        # while the producer's last turn arrives, its words show in pieces, in a block of its own
+        await wait_for(pilot, lambda: any(b.streaming for b in producer_blocks()), timeout=40,
+                       what="the producer's streamed text")
+        assert all(wrote.startswith(b.content) for b in producer_blocks())
+        await wait_for(pilot, lambda: app.feed.ended is not None and idle(app), timeout=40, what="the team")
+        # the stream became the message: one block, whole, no longer streaming
+        [block] = producer_blocks()
+        assert block.content == wrote and block.reasoning == "One echo does it." and not block.streaming
+        assert not any(wrote in b.content for b in app.blocks_of(AssistantBlock) if b.agent != "producer/a")
+
+
 async def test_a_message_after_a_finished_team_job_replans_on_its_branch(demo_repo: Path, scripted_server) -> None:
     script = _team_script()
     step_b = {"id": "b", "title": "file b", "goal": "Write b.txt.", "acceptance": ["b.txt exists"], "depends_on": []}
