@@ -333,8 +333,8 @@ def prefill(t: int, kv_cfg: Any) -> Any:
     if kv_cfg is None:
         candidates = [
             KVOuterConfig(),
-            KVOuterConfig(merge_t=4),
-            KVOuterConfig(sub_tiles=32, t_sub=8192),
+            KVOuterConfig(sub_tiles=16),  # the default before the ninth session
+            KVOuterConfig(sub_tiles=128),
             KVOuterConfig(partial_budget=48 << 30),  # one chunk: no per-chunk plan, merge after everything
         ]
         best: tuple[float, Any] | None = None

@@ -7,7 +7,8 @@
 - fused (128K, 512K, 1M keys): the one-launch decode (`msa_decode`) against index + sparse, checked first, then its
   launch parameters one at a time around the default, and with fp8 index keys;
 - prefill (128K, or the sizes in PREFILL_T, e.g. PREFILL_T=32768,131072): KV-outer with the Gluon partial kernel
-  (the default on Hopper) and with the Triton one, each kernel's device time, and the index branch;
+  (the default on Hopper) and with the Triton one (and any `KVOuterConfig` variants in PREFILL_CONFIGS), each
+  kernel's device time, and the index branch;
 - ncu: one KV-outer call at 32K with each partial kernel, as a target for Nsight Compute.
 """
 
@@ -264,7 +265,12 @@ def prefill(t: int) -> None:
     OUT["prefill"].append({"T": t, "what": "index", "ms": bench.cuda_time_ms(
         lambda: msa.index_topk(inp["iq"], inp["ik"], **args))})
     ref = None
-    for name, cfg in (("default", KVOuterConfig()), ("triton partials", KVOuterConfig(hopper=False))):
+    configs = [("default", KVOuterConfig()), ("triton partials", KVOuterConfig(hopper=False))]
+    # PREFILL_CONFIGS="t_sub=2048;sub_tiles=8,t_sub=2048": more KVOuterConfig variants, same inputs and run.
+    for spec in filter(None, os.environ.get("PREFILL_CONFIGS", "").split(";")):
+        kw = {k: int(v) for k, v in (kv.split("=") for kv in spec.split(","))}
+        configs.append((spec, KVOuterConfig(**kw)))  # type: ignore[arg-type]
+    for name, cfg in configs:
         def run(cfg: Any = cfg) -> torch.Tensor:
             return msa.sparse_attention(inp["q"], inp["k"], inp["v"], bi, block_size=bench.BS, mode="kv_outer",
                                         config=cfg)

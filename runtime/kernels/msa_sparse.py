@@ -10,7 +10,8 @@ kernel folds a query's `topk` partials.
 Entry points share the partial layout [B, Hkv, T, topk, G, D] (flat index = the slot's index in block_indices):
 - `kv_outer` (prefill, chunked prefill): the inverse map is a counting sort of slots by bucket (L2 sub-chunk of
   queries, b, h, block, whether the block reaches past the query). Programs run bucket after bucket, so a sub-chunk of
-  queries stays hot in L2, and diagonal buckets are the only ones that pay for a causal mask. Then `_merge_kernel`.
+  queries stays hot in L2, and in the Triton kernel only diagonal buckets pay for a causal mask (the Gluon kernel masks
+  every tile in one loop and moves the other buckets' queries out of the mask's reach). Then `_merge_kernel`.
 - `split` (decode, tiny chunks): one program per (query, slot), no inverse map; the last program of each query to
   finish merges its partials in the same launch.
 
@@ -41,7 +42,9 @@ HOPPER_ROWS = 64  # rows (gathered queries x group heads) per wgmma tile in the 
 @dataclass(frozen=True)
 class KVOuterConfig:
     sub: int = 4  # queries per tl.dot tile (rows = sub x G)
-    sub_tiles: int = 16  # tiles one program runs against the block it loaded once
+    # Tiles one program runs against the block it loaded once. 64, not 16: fewer programs pay the K/V prologue
+    # (partials -6 % at 128K on an H100, Gluon and Triton kernels alike; msa_notes.md, ninth session).
+    sub_tiles: int = 64
     t_sub: int = 4096  # queries per L2 sub-chunk in the sort key (0 = no sub-chunking)
     merge_t: int = 8  # queries per merge program
     num_warps: int = 4

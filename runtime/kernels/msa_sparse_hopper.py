@@ -10,7 +10,8 @@ buffers, the store staging), two programs share an SM. What it does that the Tri
 - partial rows leave through shared memory as 16-byte row chunks (storing them straight from the wgmma layout made
   the kernel slower than the Triton one: half-sector writes saturate L2), marked evict-first;
 - a query's row comes from its slot by a shift and a subtraction (the bucket fixes b and the KV head), not by a
-  division by T; the softmax scale is folded into the exponent's multiply-add (so it must be positive).
+  division by T; the softmax scale is folded into the exponent's multiply-add (so it must be positive);
+- one loop, always masked, serves every bucket (the Triton kernel compiles a masked and an unmasked copy).
 Measured against the Triton kernel in `benchmarks/msa_notes.md` (sixth session): 1.27x on the partials at 128K.
 
 GPU only (sm_90, Triton 3.6's Gluon API): `msa_sparse` uses it for bf16/fp16 on Hopper and keeps the Triton kernel
@@ -51,12 +52,12 @@ def _issue_q(q_ptr, flat, buf, t_base, b, h, sq_b, sq_t, sq_h,
 
 
 @gluon.jit
-def _softmax(s, kpos, flat, t_base, q_offset, qk_scale, TOPK: gl.constexpr, MASK: gl.constexpr):
+def _softmax(s, kpos, flat, t_base, q_offset, qk_scale, TOPK: gl.constexpr):
     # Rows of raw scores s [ROWS, BS] (fp32, MMA layout) -> (p unnormalised, row max m and row sum l of the scaled
-    # scores), log2 domain. The scale is positive, so the max of raw scores gives the max of scaled ones.
-    if MASK:
-        pos = q_offset + flat // TOPK - t_base
-        s = gl.where(kpos[None, :] <= pos[:, None], s, float("-inf"))
+    # scores), log2 domain, under the causal mask. The scale is positive, so the max of raw scores gives the max of
+    # scaled ones.
+    pos = q_offset + flat // TOPK - t_base
+    s = gl.where(kpos[None, :] <= pos[:, None], s, float("-inf"))
     m = gl.max(s, axis=1) * qk_scale
     m = gl.where(m == float("-inf"), 0.0, m)  # a row with no visible key gives l = 0, not NaN
     p = gl.exp2(s * qk_scale - m[:, None])
@@ -90,7 +91,7 @@ def _store_partial(o, m, l_sum, part_o_ptr, part_lse_ptr, flat, flat_st,
 def _tiles(q_ptr, k_smem, v_smem, q_bufs, order_ptr, part_o_ptr, part_lse_ptr, lo, hi, b, h, n, t_base, q_offset,
            qk_scale, sq_b, sq_t, sq_h,
            TOPK: gl.constexpr, G: gl.constexpr, D: gl.constexpr, BS: gl.constexpr, ROWS: gl.constexpr,
-           MASK: gl.constexpr, MMA: gl.constexpr, MMA_O: gl.constexpr, LOAD: gl.constexpr):
+           MMA: gl.constexpr, MMA_O: gl.constexpr, LOAD: gl.constexpr):
     SUBQ: gl.constexpr = ROWS // G
     P_OP: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=MMA_O, k_width=2)
     L_LOAD: gl.constexpr = gl.SliceLayout(1, LOAD)
@@ -115,7 +116,7 @@ def _tiles(q_ptr, k_smem, v_smem, q_bufs, order_ptr, part_o_ptr, part_lse_ptr, l
     fence_async_shared()
     s = warpgroup_mma(q_bufs.index(0), k_t, zero, use_acc=False, is_async=True)
     s = warpgroup_mma_wait(num_outstanding=0, deps=(s,))
-    p, m, l_sum = _softmax(s, kpos, flat_s, t_base, q_offset, qk_scale, TOPK, MASK)
+    p, m, l_sum = _softmax(s, kpos, flat_s, t_base, q_offset, qk_scale, TOPK)
 
     for i in range(n_tiles):
         e0 = lo + i * SUBQ
@@ -134,7 +135,7 @@ def _tiles(q_ptr, k_smem, v_smem, q_bufs, order_ptr, part_o_ptr, part_lse_ptr, l
         o = warpgroup_mma(p_op, v_smem, zero_o, use_acc=False, is_async=True)
         s_next = warpgroup_mma_wait(num_outstanding=1, deps=(s_next,))
         # Tile i + 1's softmax runs while tile i's P·V is on the tensor cores.
-        p_next, m_next, l_next = _softmax(s_next, kpos, flat_s, t_base, q_offset, qk_scale, TOPK, MASK)
+        p_next, m_next, l_next = _softmax(s_next, kpos, flat_s, t_base, q_offset, qk_scale, TOPK)
         o, p_op = warpgroup_mma_wait(num_outstanding=0, deps=(o, p_op))
         _store_partial(o, m, l_sum, part_o_ptr, part_lse_ptr, flat_o, flat_st, G, D, ROWS, MMA_O, LOAD)
         p = p_next
@@ -183,10 +184,8 @@ def kv_outer_kernel_hopper(
                                                mask=kmask)
         _issue_q(q_ptr, _rows(order_ptr, lo, hi, G, ROWS, gl.SliceLayout(1, LOAD)), q_bufs.index(0), t_base, b, h,
                  sq_b, sq_t, sq_h, TOPK, G, D, ROWS, LOAD)
-        # Buckets keep slots whose query sits inside the block (causal mask needed) apart from the rest.
-        if diag == 1:
-            _tiles(q_ptr, k_smem, v_smem, q_bufs, order_ptr, part_o_ptr, part_lse_ptr, lo, hi, b, h, n, t_base,
-                   q_offset, qk_scale, sq_b, sq_t, sq_h, TOPK, G, D, BS, ROWS, True, MMA, MMA_O, LOAD)
-        else:
-            _tiles(q_ptr, k_smem, v_smem, q_bufs, order_ptr, part_o_ptr, part_lse_ptr, lo, hi, b, h, n, t_base,
-                   q_offset, qk_scale, sq_b, sq_t, sq_h, TOPK, G, D, BS, ROWS, False, MMA, MMA_O, LOAD)
+        # One instantiation of the loop, always masked (half the code of a masked and an unmasked copy; as fast or
+        # a little faster, ninth session): a bucket whose block lies wholly in its queries' past (diag = 0) moves
+        # their positions out of the mask's reach.
+        _tiles(q_ptr, k_smem, v_smem, q_bufs, order_ptr, part_o_ptr, part_lse_ptr, lo, hi, b, h, n, t_base,
+               q_offset + (1 - diag) * (1 << 30), qk_scale, sq_b, sq_t, sq_h, TOPK, G, D, BS, ROWS, MMA, MMA_O, LOAD)
