@@ -11,7 +11,7 @@ Entry points share the partial layout [B, Hkv, T, topk, G, D] (flat index = the 
 - `kv_outer` (prefill, chunked prefill): the inverse map is a counting sort of slots by bucket (L2 sub-chunk of
   queries, b, h, block, whether the block reaches past the query). Programs run bucket after bucket, so a sub-chunk of
   queries stays hot in L2, and in the Triton kernel only diagonal buckets pay for a causal mask (the Gluon kernel masks
-  every tile in one loop and moves the other buckets' queries out of the mask's reach). Then `_merge_kernel`.
+  every tile, in one loop). Then `_merge_kernel`.
 - `split` (decode, tiny chunks): one program per (query, slot), no inverse map; the last program of each query to
   finish merges its partials in the same launch.
 

@@ -164,7 +164,6 @@ def kv_outer_kernel_hopper(
     hi = gl.load(tile_hi_ptr + tile)
     if hi > lo:
         bk = gl.load(tile_bucket_ptr + tile)
-        diag = bk % 2
         n = (bk // 2) % NB
         h = (bk // (2 * NB)) % HKV
         b = (bk // (2 * NB * HKV)) % B
@@ -184,8 +183,8 @@ def kv_outer_kernel_hopper(
                                                mask=kmask)
         _issue_q(q_ptr, _rows(order_ptr, lo, hi, G, ROWS, gl.SliceLayout(1, LOAD)), q_bufs.index(0), t_base, b, h,
                  sq_b, sq_t, sq_h, TOPK, G, D, ROWS, LOAD)
-        # One instantiation of the loop, always masked (half the code of a masked and an unmasked copy; as fast or
-        # a little faster, ninth session): a bucket whose block lies wholly in its queries' past (diag = 0) moves
-        # their positions out of the mask's reach.
+        # One instantiation of the loop, always masked, for every bucket (half the code of a masked and an unmasked
+        # copy, and as fast or a little faster: ninth session). In a bucket whose block lies wholly in its queries'
+        # past, the mask passes every key.
         _tiles(q_ptr, k_smem, v_smem, q_bufs, order_ptr, part_o_ptr, part_lse_ptr, lo, hi, b, h, n, t_base,
-               q_offset + (1 - diag) * (1 << 30), qk_scale, sq_b, sq_t, sq_h, TOPK, G, D, BS, ROWS, MMA, MMA_O, LOAD)
+               q_offset, qk_scale, sq_b, sq_t, sq_h, TOPK, G, D, BS, ROWS, MMA, MMA_O, LOAD)
