@@ -82,7 +82,7 @@ class Feed:
         if isinstance(event, (TextDelta, ReasoningDelta)):
             self._delta(event)
         elif isinstance(event, Retrying):
-            self._void_stream(event.agent or "main")
+            self._close_stream(event.agent or "main", void=True)
             self.add(NoticeBlock(f"↻ model call failed ({event.reason}); retry {event.attempt} in "
                                  f"{event.delay:.1f}s", "dim"))
         elif isinstance(event, SessionStarted):
@@ -111,7 +111,7 @@ class Feed:
             self.add(NoticeBlock(f"… compacted the history ({event.tokens_before} tokens) into a summary", "dim",
                                  detail=event.summary, agent=event.agent))
         elif isinstance(event, ErrorEvent):
-            self._void_stream(event.agent)
+            self._close_stream(event.agent, void=True)
             self.add(NoticeBlock(event.message, "error" if event.fatal else "warn", agent=event.agent))
         elif isinstance(event, (PlanEvent, StepEvent, VerdictEvent)):
             self._team_event(event)
@@ -135,11 +135,14 @@ class Feed:
         block.touch()
         self._changed(block)
 
-    def _void_stream(self, agent: str) -> None:
+    def _close_stream(self, agent: str, *, void: bool) -> None:
+        """Stop `agent`'s streaming block; `void` hides it and drops what it held (a retry or error restarts)."""
         block = self.streams.pop(agent, None)
         if block is not None:
-            block.content = block.reasoning = ""
-            block.hidden, block.streaming = True, False
+            if void:
+                block.content = block.reasoning = ""
+                block.hidden = True
+            block.streaming = False
             block.touch()
             self._changed(block)
 
@@ -209,14 +212,8 @@ class Feed:
                                  detail=event.findings.strip() if "\n" in event.findings.strip() else ""))
 
     def _ended(self, event: SessionEnded) -> None:
-        for agent, block in list(self.streams.items()):  # turns cut off by the stop
-            if block.content:
-                block.streaming = False
-                block.touch()
-                self._changed(block)
-                del self.streams[agent]
-            else:
-                self._void_stream(agent)
+        for agent, block in list(self.streams.items()):  # turns cut off by the stop: keep what has words
+            self._close_stream(agent, void=not block.content)
         self.ended = event
         for card in self.cards.values():  # calls cut off by the stop
             card.interrupted = True
