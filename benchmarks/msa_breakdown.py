@@ -8,7 +8,7 @@
   launch parameters one at a time around the default, and with fp8 index keys;
 - prefill (128K, or the sizes in PREFILL_T, e.g. PREFILL_T=32768,131072): KV-outer with the Gluon partial kernel
   (the default on Hopper) and with the Triton one (and any `KVOuterConfig` variants in PREFILL_CONFIGS), each
-  kernel's device time, and the index branch;
+  kernel's device time, and the index branch; with PREFILL_QO=1 the query-outer baseline as well;
 - ncu: one KV-outer call at 32K with each partial kernel, as a target for Nsight Compute.
 """
 
@@ -264,6 +264,11 @@ def prefill(t: int) -> None:
     bi = msa.index_topk(inp["iq"], inp["ik"], **args)
     OUT["prefill"].append({"T": t, "what": "index", "ms": bench.cuda_time_ms(
         lambda: msa.index_topk(inp["iq"], inp["ik"], **args))})
+    if os.environ.get("PREFILL_QO"):  # PREFILL_QO=1: the query-outer baseline too, for the ratio in the same run
+        ms = bench.cuda_time_ms(lambda: msa.sparse_attention_query_outer(inp["q"], inp["k"], inp["v"], bi,
+                                                                          block_size=bench.BS))
+        OUT["prefill"].append({"T": t, "what": "query_outer", "ms": ms})
+        bench.log(f"prefill T={t} query_outer: {ms:.2f} ms")
     ref = None
     configs = [("default", KVOuterConfig()), ("triton partials", KVOuterConfig(hopper=False))]
     # PREFILL_CONFIGS="t_sub=2048;sub_tiles=8,t_sub=2048": more KVOuterConfig variants, same inputs and run.
