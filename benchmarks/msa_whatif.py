@@ -8,45 +8,29 @@ with its inputs as they are, then with zero strides that make one of its two rea
 - K/V: k and v with stride 0 over keys, so every block load reads key 0's row.
 The results of those runs are wrong on purpose; only their times matter. The gap to the normal run bounds what any
 change to the partial kernel's Q or K/V traffic (sub-chunk sizes, L2 policies, prefetching) can gain. Each row is
-the whole call's median (`msa.cuda_time_ms`) and its kernels' device times (torch profiler, mean of 3 calls); writes
-$OUT/whatif_<T>.json (or benchmarks/results/ when OUT is unset).
+the whole call's median (`msa.cuda_time_ms`) and its four longest kernels' device times
+(`msa_breakdown.kernel_times`, mean of 3 calls); writes $OUT/whatif_<T>.json (or benchmarks/results/ when OUT is
+unset).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.profiler import ProfilerActivity, profile
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-_spec = importlib.util.spec_from_file_location("msa_bench", ROOT / "benchmarks" / "msa.py")
-assert _spec and _spec.loader
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]  # the root first: benchmarks/runtime.py would shadow `runtime`
+
+import msa_breakdown as breakdown  # noqa: E402
 
 from runtime.kernels import msa  # noqa: E402
 
-
-def kernel_ms(fn: Callable[[], Any], reps: int = 3) -> dict[str, float]:
-    """The four longest kernels of one call, device ms (mean over reps)."""
-    fn()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(reps):
-            fn()
-        torch.cuda.synchronize()
-    times = {
-        e.key[:40]: e.self_device_time_total / reps / 1000 for e in prof.key_averages() if e.self_device_time_total > 0
-    }
-    return dict(sorted(times.items(), key=lambda kv: -kv[1])[:4])
+bench = breakdown.bench
 
 
 def main() -> None:
@@ -70,9 +54,9 @@ def main() -> None:
             return msa.sparse_attention(qq, kk, vv, bi, block_size=bench.BS, mode="kv_outer")
 
         ms = bench.cuda_time_ms(run)
-        result[name] = {"call_ms": ms, "kernels_ms": kernel_ms(run)}
-        kernels = ", ".join(f"{key} {val:.2f}" for key, val in result[name]["kernels_ms"].items())
-        print(f"T={t} {name}: {ms:.2f} ms ({kernels})", flush=True)
+        top = list(breakdown.kernel_times(run, f"whatif {name} T={t}", reps=3).items())[:4]
+        result[name] = {"call_ms": ms, "kernels_ms": {key: us / 1000 for key, us in top}}
+        bench.log(f"T={t} {name}: {ms:.2f} ms")
     out_dir = Path(os.environ["OUT"]) if os.environ.get("OUT") else ROOT / "benchmarks" / "results"
     (out_dir / f"whatif_{t}.json").write_text(json.dumps(result, indent=1))
 
