@@ -8,7 +8,7 @@ with its inputs as they are, then with zero strides that make one of its two rea
 - K/V: k and v with stride 0 over keys, so every block load reads key 0's row.
 The results of those runs are wrong on purpose; only their times matter. The gap to the normal run bounds what any
 change to the partial kernel's Q or K/V traffic (sub-chunk sizes, L2 policies, prefetching) can gain. Each row is
-the whole call's median (`msa.cuda_time_ms`) and its four longest kernels' device times
+the whole call's median (`benchmarks/msa.py`'s `cuda_time_ms`) and its four longest kernels' device times
 (`msa_breakdown.kernel_times`, mean of 3 calls); writes $OUT/whatif_<T>.json (or benchmarks/results/ when OUT is
 unset).
 """
