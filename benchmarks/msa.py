@@ -64,6 +64,13 @@ T0 = time.monotonic()
 RESULTS: dict[str, Any] = {"correctness": [], "prefill": [], "decode": [], "sweep": [], "errors": []}
 
 
+def results_dir() -> Path:
+    """Where a benchmark writes its JSON: $OUT on the device machine, else benchmarks/results/ (made if missing)."""
+    out_dir = Path(os.environ["OUT"]) if os.environ.get("OUT") else Path(__file__).resolve().parent / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
 def log(msg: str) -> None:
     print(f"[{time.monotonic() - T0:6.1f}s] {msg}", flush=True)
 
@@ -747,9 +754,7 @@ def main() -> int:
     RESULTS["all_correct"] = all(r["ok"] for r in RESULTS["correctness"]) and bool(RESULTS["correctness"])
     RESULTS["wall_s"] = time.monotonic() - T0
     print_tables()
-    out_dir = Path(os.environ["OUT"]) if os.environ.get("OUT") else Path(__file__).resolve().parent / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "msa.json"
+    path = results_dir() / "msa.json"
     path.write_text(json.dumps(RESULTS, indent=2, default=str))
     log(f"wrote {path}")
     return 0 if RESULTS["all_correct"] else 1

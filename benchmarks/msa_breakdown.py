@@ -321,9 +321,7 @@ def main() -> int:
         for t in [int(x) for x in os.environ.get("PREFILL_T", "131072").split(",")]:
             bench.guarded(f"prefill {t}", lambda t=t: prefill(t))
             torch.cuda.empty_cache()
-    out_dir = Path(os.environ.get("OUT") or ROOT / "benchmarks" / "results")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "breakdown.json").write_text(json.dumps(OUT, indent=2))
+    (bench.results_dir() / "breakdown.json").write_text(json.dumps(OUT, indent=2))
     print("\n== decode (graph µs per layer-token)")
     for r in OUT["decode"]:
         print(f"  S={r['S']:>8} {r['what']:<40} {r['us'] if r['us'] is None else round(r['us'], 1)}")

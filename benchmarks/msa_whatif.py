@@ -57,8 +57,7 @@ def main() -> None:
         top = list(breakdown.kernel_times(run, f"whatif {name} T={t}", reps=3).items())[:4]
         result[name] = {"call_ms": ms, "kernels_ms": {key: us / 1000 for key, us in top}}
         bench.log(f"T={t} {name}: {ms:.2f} ms")
-    out_dir = Path(os.environ["OUT"]) if os.environ.get("OUT") else ROOT / "benchmarks" / "results"
-    (out_dir / f"whatif_{t}.json").write_text(json.dumps(result, indent=1))
+    (bench.results_dir() / f"whatif_{t}.json").write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
