@@ -139,12 +139,19 @@ def main() -> None:
             Path(tmp) / "bench", layout="release", text_config=BENCH_CONFIG, max_shard_size="2GB",
             with_tokenizer=False,
         )
-        vocab = json.loads((directory / "config.json").read_text())
-        vocab = (vocab.get("text_config") or vocab)["vocab_size"]
+        text = json.loads((directory / "config.json").read_text())
+        text = text.get("text_config") or text
+        vocab, room = text["vocab_size"], text.get("max_position_embeddings", 524288)
+        if args.prompt_len + args.decode_tokens > room:
+            parser.error(f"--prompt-len {args.prompt_len} + --decode-tokens {args.decode_tokens} exceed the model's "
+                         f"maximum context of {room} tokens: shorten the prompt")
         ids = torch.randint(0, vocab, (args.batch, args.prompt_len), generator=torch.Generator().manual_seed(0))
         rows = [bench_ours(directory, args, ids)]
         if not args.skip_transformers:
-            rows.append(bench_transformers(directory, args, ids))
+            try:
+                rows.append(bench_transformers(directory, args, ids))
+            except torch.OutOfMemoryError as exc:  # a result too: the reference cannot run this length here
+                rows.append({"system": "transformers", "error": str(exc).splitlines()[0]})
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     for row in rows:
         print(json.dumps({**row, "device": device, "dtype": args.dtype, "batch": args.batch,
@@ -152,7 +159,10 @@ def main() -> None:
     print(f"\n| system | prefill tok/s | decode tok/s |  ({device}, {args.dtype}, batch {args.batch}, "
           f"prompt {args.prompt_len})\n| --- | ---: | ---: |")
     for row in rows:
-        print(f"| {row['system']} | {row['prefill_tok_s']:.0f} | {row['decode_tok_s']:.1f} |")
+        if "error" in row:
+            print(f"| {row['system']} | {row['error'][:60]} | |")
+        else:
+            print(f"| {row['system']} | {row['prefill_tok_s']:.0f} | {row['decode_tok_s']:.1f} |")
 
 
 if __name__ == "__main__":

@@ -18,12 +18,13 @@ def load_model(
     """Load a MiniMax-M3 checkpoint directory. `dtype=None` keeps the stored dtype."""
     config = load_config(path)
     if torch.device(device).type == "cuda":
-        # The Triton MSA kernels serve CUDA tensors (and fall back to the torch reference for shapes they
-        # don't cover); CPU runs keep the reference ops.
+        # The Triton MSA kernels and SDPA's fused dense attention serve CUDA tensors (each falls back to the torch
+        # reference for shapes it doesn't cover); CPU runs keep the reference ops.
         from runtime import kernels
-        from runtime.kernels import msa
+        from runtime.kernels import dense, msa
 
         kernels.use(msa)
+        kernels.use(dense)
     quant = config.raw.get("quantization_config") or (config.raw.get("text_config") or {}).get("quantization_config")
     if quant:
         method = quant.get("quant_method", "?") if isinstance(quant, dict) else "?"
