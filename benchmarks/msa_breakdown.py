@@ -194,15 +194,16 @@ def fused(s: int) -> None:
         bench.record_check(f"fused decode fp8 per-{per} S={s} {kw}", same and diff < 1e-2,
                            {"same_set_as_index_topk": same, "max_diff_vs_sparse_attention": diff})
 
-    for kw in ({}, {"parts": 4}, {"per_sm": 2}):
+    # FUSED_VARIANTS='[{"per_sm": 3}, ...]' (JSON): the launch variants to check and time, instead of the usual sweep.
+    extra: list[dict[str, Any]] = json.loads(os.environ.get("FUSED_VARIANTS", "null")) or [
+        {"parts": 4}, {"per_sm": 2}, {"per_sm": 1}, {"group": 32}, {"num_stages": 3}]
+    for kw in [{}, *extra]:
         bench.guarded(f"fused check {s} {kw}", lambda kw=kw: check(**kw))
-    for kw in ({}, {"parts": 4}, {"per_sm": 1}):
         bench.guarded(f"fused check fp8 {s} {kw}", lambda kw=kw: check8("token", **kw))
     row("index + sparse (two launches, pdl)", bench.guarded("unfused", lambda: bench.graph_time_us(
         [unfused(x) for x in layers])))
     # The default first and last: the spread between the two is the run's noise.
-    variants: list[dict[str, Any]] = [{}, {"parts": 4}, {"per_sm": 2}, {"per_sm": 1}, {"group": 32}, {"num_stages": 3},
-                                      {}]
+    variants: list[dict[str, Any]] = [{}, *extra, {}]
     for kw in variants[: 1 if s == 524288 else None]:
         row(f"fused {kw}", bench.guarded(f"fused {s} {kw}", lambda kw=kw: fused_call(**kw)))
     for kw in variants[: 1 if s == 524288 else None]:
@@ -216,9 +217,9 @@ def fused(s: int) -> None:
     x0 = layers[0]
     with_pdl(False, lambda: kernel_times(
         lambda: msa_decode(x0["q"], x0["k"], x0["v"], x0["iq"], x0["ik"], **args), f"fused decode S={s}"))
-    for kw in ({},):
+    for kw in [{}, *extra] if "FUSED_VARIANTS" in os.environ else [{}]:
         bench.guarded(f"trace {s} {kw}", lambda kw=kw: fused_trace(s, x0, args, None, **kw))
-        bench.guarded(f"trace fp8 {s} {kw}", lambda kw=kw: fused_trace(s, x0, args, quant["token"][0], **kw))
+        bench.guarded(f"trace fp8 {s} {kw}", lambda kw=kw: fused_trace(s, x0, args, quant["block"][0], **kw))
 
 
 PHASES = ("start", "scan", "group pick", "selection", "picks seen", "item", "output row")
