@@ -24,6 +24,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(
 import torch  # noqa: E402
 
 from runtime import load_model  # noqa: E402
+from runtime.config import load_config  # noqa: E402
 from runtime.model import Segment  # noqa: E402
 from runtime.tiny import tiny_text_config, write_tiny_checkpoint  # noqa: E402
 
@@ -139,9 +140,8 @@ def main() -> None:
             Path(tmp) / "bench", layout="release", text_config=BENCH_CONFIG, max_shard_size="2GB",
             with_tokenizer=False,
         )
-        text = json.loads((directory / "config.json").read_text())
-        text = text.get("text_config") or text
-        vocab, room = text["vocab_size"], text.get("max_position_embeddings", 524288)
+        config = load_config(directory)
+        vocab, room = config.vocab_size, config.max_position_embeddings
         if args.prompt_len + args.decode_tokens > room:
             parser.error(f"--prompt-len {args.prompt_len} + --decode-tokens {args.decode_tokens} exceed the model's "
                          f"maximum context of {room} tokens: shorten the prompt")
